@@ -1,0 +1,1 @@
+//! The checkout lab (being built).
