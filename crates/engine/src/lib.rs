@@ -1,1 +1,80 @@
-//! Load engine.
+//! chokepoint's load engine.
+//!
+//! One [`Schedule`] hands out request slots with their intended send times for
+//! every load model; one worker loop per connection claims slots, waits for
+//! them on a high-resolution timer, sends, and records. Latency is measured
+//! from the intended time (coordinated-omission free), service time from the
+//! actual send. Measurements go into HDR histograms that the coordinator
+//! collects once a second and hands to an [`Observer`]; nothing grows with run
+//! length.
+//!
+//! The engine does network I/O and nothing else: no files, no flags, no JSON.
+//!
+//! ```no_run
+//! use chokepoint_engine::*;
+//! let config = RunConfig::new(
+//!     Target::parse("http://127.0.0.1:8080/").unwrap(),
+//!     LoadModel::Closed { concurrency: 10 },
+//! );
+//! let result = run(config, &mut NoObserver, &StopSignal::new()).unwrap();
+//! println!("{} requests", result.measured.requests);
+//! ```
+#![deny(missing_docs)]
+
+mod clock;
+mod conn;
+mod h2;
+mod http1;
+mod recorder;
+mod run;
+mod schedule;
+mod target;
+mod timer;
+mod tls;
+
+pub use clock::now_ns;
+pub use recorder::{ErrorCounts, ErrorKind, RequestStats, SlowTraces, Stats, SLOW_TRACES_KEPT};
+pub use run::{run, IntervalReport, NoObserver, Observer, RunConfig, RunResult, StopSignal};
+pub use schedule::{Arrival, Limits, LoadModel, Schedule, Slot};
+pub use target::{RequestSpec, Scheme, Target};
+
+/// The `User-Agent` sent unless the user sets one.
+pub const USER_AGENT: &str = concat!("chokepoint/", env!("CARGO_PKG_VERSION"));
+
+/// Why a run could not start. Failures *during* a run are counted, not returned.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The target URL is malformed.
+    #[error("bad URL `{url}`: {why}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The host name did not resolve.
+    #[error("cannot resolve host `{host}`: {why}")]
+    Resolve {
+        /// The host.
+        host: String,
+        /// The resolver's answer.
+        why: String,
+    },
+    /// A request definition is invalid.
+    #[error("request `{name}`: {why}")]
+    BadRequest {
+        /// The request's name.
+        name: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The run configuration is inconsistent.
+    #[error("{0}")]
+    BadConfig(String),
+    /// TLS could not be configured.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// The runtime could not start (threads, timers).
+    #[error("cannot start the engine: {0}")]
+    Runtime(#[from] std::io::Error),
+}

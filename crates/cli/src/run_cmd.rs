@@ -1,0 +1,175 @@
+//! `chokepoint run`: the Baseline step.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chokepoint_engine::{ErrorCounts, LoadModel, RunResult, StopSignal};
+use chokepoint_report::redact::redact_url;
+use chokepoint_report::{LatencyMs, RequestSummary, RunSummary, WarmupSummary, RUN_SCHEMA};
+use chokepoint_stats::summarize;
+use clap::Args;
+
+use crate::args::{self, ConnectionArgs, LoadArgs, Plan, RequestArgs};
+use crate::output::RunOutput;
+use crate::{signals, Failure};
+
+/// Flags of `chokepoint run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    request: RequestArgs,
+    #[command(flatten)]
+    load: LoadArgs,
+    #[command(flatten)]
+    connection: ConnectionArgs,
+    /// Write summary.json, latency.hlog and timeseries.csv into DIR.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print the summary JSON on stdout instead of the text report.
+    #[arg(long)]
+    json: bool,
+    /// No progress display (it only shows on a terminal anyway).
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Exit code of an interrupted run (128 + SIGINT).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Runs the command; returns the exit code.
+pub fn run(args: RunArgs) -> Result<i32, Failure> {
+    let plan = args::plan(&args.request, &args.connection, &args.load).map_err(Failure::Usage)?;
+    let stop = StopSignal::new();
+    signals::stop_on_signals(&stop);
+    let mut output = RunOutput::new(args.out.as_deref(), args.quiet, plan.expected_duration)
+        .map_err(Failure::Usage)?;
+    let result = chokepoint_engine::run(plan.config.clone(), &mut output, &stop)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let summary = build_summary(&plan, &result);
+    let json = serde_json::to_string_pretty(&summary).expect("summaries serialize");
+    output.finish(&json).map_err(Failure::Usage)?;
+    if args.json {
+        crate::print_stdout(&format!("{json}\n"));
+    } else {
+        crate::print_stdout(&chokepoint_report::text::render_run(&summary));
+    }
+    Ok(if result.interrupted {
+        EXIT_INTERRUPTED
+    } else {
+        0
+    })
+}
+
+fn errors_map(counts: &ErrorCounts) -> BTreeMap<String, u64> {
+    counts
+        .nonzero()
+        .map(|(k, n)| (k.as_str().to_string(), n))
+        .collect()
+}
+
+fn latency(h: &chokepoint_stats::Histogram) -> LatencyMs {
+    summarize(h).into()
+}
+
+/// Turns the engine's measurements into `summary.json`.
+pub fn build_summary(plan: &Plan, result: &RunResult) -> RunSummary {
+    let m = &result.measured;
+    let duration_s = result.duration.as_secs_f64();
+    let throughput_rps = if duration_s > 0.0 {
+        m.requests as f64 / duration_s
+    } else {
+        0.0
+    };
+    let config = &plan.config;
+    let (model, rate_target, concurrency, arrival, max_connections) = match config.load {
+        LoadModel::Open {
+            rate,
+            arrival,
+            max_connections,
+        } => (
+            "open",
+            Some(rate),
+            None,
+            Some(format!("{arrival:?}").to_lowercase()),
+            Some(max_connections as u64),
+        ),
+        LoadModel::Closed { concurrency } => ("closed", None, Some(concurrency as u64), None, None),
+    };
+    let service = latency(&m.service);
+    let phases_ms = [
+        ("connect", &m.connect),
+        ("tls", &m.tls),
+        ("ttfb", &m.ttfb),
+        ("receive", &m.receive),
+    ]
+    .into_iter()
+    .map(|(name, h)| (name.to_string(), latency(h)))
+    .collect();
+    let by_request = config
+        .requests
+        .iter()
+        .zip(&m.by_request)
+        .map(|(spec, r)| {
+            (
+                spec.name.clone(),
+                RequestSummary {
+                    requests: r.requests,
+                    ok: r.ok,
+                    errors: errors_map(&r.errors),
+                    latency_ms: latency(&r.latency),
+                },
+            )
+        })
+        .collect();
+    let warmup = (result.warmup_duration.as_nanos() > 0 || result.warmup.requests > 0).then(|| {
+        WarmupSummary {
+            duration_s: result.warmup_duration.as_secs_f64(),
+            requests: result.warmup.requests,
+            ok: result.warmup.ok,
+            errors: errors_map(&result.warmup.errors),
+            latency_ms: latency(&result.warmup.latency),
+        }
+    });
+    RunSummary {
+        schema: RUN_SCHEMA.into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        target: redact_url(&plan.target_display),
+        model: model.into(),
+        rate_target,
+        concurrency,
+        arrival,
+        max_connections,
+        started_at: humantime::format_rfc3339_millis(result.started_at).to_string(),
+        duration_s,
+        requests: m.requests,
+        ok: m.ok,
+        errors: errors_map(&m.errors),
+        error_rate: if m.requests > 0 {
+            m.errors.total() as f64 / m.requests as f64
+        } else {
+            0.0
+        },
+        throughput_rps,
+        latency_ms: latency(&m.latency),
+        service_time_ms: service,
+        phases_ms,
+        schedule_lag_ms: latency(&m.schedule_lag),
+        by_request,
+        mean_in_flight: throughput_rps * service.mean / 1000.0,
+        slow_trace_ids: m
+            .slow_traces
+            .slowest_first()
+            .into_iter()
+            .map(|(_, id)| format!("{id:032x}"))
+            .collect(),
+        interrupted: result.interrupted,
+        warmup,
+        bytes_received: m.bytes_received,
+        bytes_sent: m.bytes_sent,
+        connections_opened: m.connections_opened,
+        peak_connections: result.peak_connections as u64,
+        http2: config.http2,
+        tls_verification_disabled: config.insecure,
+        timeout_s: config.timeout.as_secs_f64(),
+    }
+}

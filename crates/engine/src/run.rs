@@ -1,0 +1,813 @@
+//! Running a load test: runtime threads, the worker loop, the connection
+//! spawner, and once-a-second collection of interval statistics.
+//!
+//! Threads: the caller's thread coordinates (start gate, spawner, interval
+//! collection, stop); each runtime thread runs a current-thread tokio runtime
+//! whose connections, timer and recorder never leave it.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc as tmpsc;
+use tokio::sync::watch;
+
+use crate::clock::now_ns;
+use crate::conn::Connector;
+use crate::h2::H2Pool;
+use crate::http1::{ExchangeError, H1Conn};
+use crate::recorder::{ErrorKind, Recorder, Stats, Timings};
+use crate::schedule::{Limits, LoadModel, Schedule};
+use crate::target::{
+    write_traceparent, PrepareOptions, Prepared, RequestSpec, Scheme, Target, TRACEPARENT_LEN,
+};
+use crate::timer::HiResTimer;
+use crate::EngineError;
+
+/// Everything a run needs. Build with [`RunConfig::new`] and adjust the fields.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The origin requests go to.
+    pub target: Target,
+    /// The requests to send (weighted mix); empty means `GET` of the target URL.
+    pub requests: Vec<RequestSpec>,
+    /// Open or closed model.
+    pub load: LoadModel,
+    /// Warmup, measured duration and request-count limits.
+    pub limits: Limits,
+    /// Per-request timeout, covering connect, TLS and the whole response.
+    pub timeout: Duration,
+    /// Reuse connections (HTTP/1.1 keep-alive).
+    pub keepalive: bool,
+    /// Speak HTTP/2 (prior knowledge on http, ALPN on https).
+    pub http2: bool,
+    /// Skip TLS certificate verification.
+    pub insecure: bool,
+    /// Send a W3C `traceparent` with every request and keep the slowest trace ids.
+    pub trace_propagate: bool,
+    /// Runtime threads (0: one per available core).
+    pub threads: usize,
+    /// Seed for arrival gaps, request mix and trace ids.
+    pub seed: u64,
+}
+
+impl RunConfig {
+    /// Defaults: 10 s, 30 s timeout, keep-alive, HTTP/1.1, verification on.
+    pub fn new(target: Target, load: LoadModel) -> Self {
+        RunConfig {
+            target,
+            requests: Vec::new(),
+            load,
+            limits: Limits {
+                warmup_ns: 0,
+                duration_ns: Some(10_000_000_000),
+                max_requests: None,
+            },
+            timeout: Duration::from_secs(30),
+            keepalive: true,
+            http2: false,
+            insecure: false,
+            trace_propagate: false,
+            threads: 0,
+            seed: 0x5eed_c0ffee,
+        }
+    }
+}
+
+/// One second (or the final fraction) of a run, handed to the observer as it happens.
+#[derive(Debug)]
+pub struct IntervalReport<'a> {
+    /// 0 for the first second of the measured window.
+    pub index: u64,
+    /// Seconds from the start of the measured window.
+    pub start_s: f64,
+    /// Length in seconds (1.0 except for the last).
+    pub length_s: f64,
+    /// What was measured in it.
+    pub stats: &'a Stats,
+    /// Requests in flight at the end of the interval.
+    pub in_flight: u64,
+    /// Open connections (or HTTP/2 workers) at the end of the interval.
+    pub connections: usize,
+}
+
+/// Receives interval statistics on the coordinating thread while a run goes on.
+pub trait Observer {
+    /// Called once per measured second, and once for the final partial second.
+    fn interval(&mut self, report: &IntervalReport<'_>);
+    /// Called when the measured window starts (after warmup), with its wall-clock time.
+    fn measured_start(&mut self, _wall: SystemTime) {}
+    /// Called about every 100 ms with the current totals (progress display).
+    fn progress(&mut self, _elapsed: Duration, _totals: &Stats) {}
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+impl Observer for NoObserver {
+    fn interval(&mut self, _report: &IntervalReport<'_>) {}
+}
+
+/// Asks a run to stop early (Ctrl-C, SIGTERM). Cheap to clone; safe to trigger
+/// from a signal-handling thread.
+#[derive(Debug, Clone, Default)]
+pub struct StopSignal(Arc<AtomicBool>);
+
+impl StopSignal {
+    /// A signal that has not fired.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Stops the run: no new requests; in-flight ones finish or time out.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+    /// Whether `stop` was called.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// What a finished (or interrupted) run measured.
+#[derive(Debug, Clone)]
+pub struct RunResult {
+    /// The measured window.
+    pub measured: Stats,
+    /// The warmup period, reported separately.
+    pub warmup: Stats,
+    /// Wall-clock time at the start of the measured window.
+    pub started_at: SystemTime,
+    /// Length of the measured window (to the last completion).
+    pub duration: Duration,
+    /// Length of the warmup actually run.
+    pub warmup_duration: Duration,
+    /// The run was stopped by a [`StopSignal`].
+    pub interrupted: bool,
+    /// Most connections open at once.
+    pub peak_connections: usize,
+    /// Runtime threads used.
+    pub threads: usize,
+}
+
+/// State shared by every thread of a run.
+struct Shared {
+    schedule: Schedule,
+    prepared: Vec<Prepared>,
+    /// Cumulative weights for picking a request.
+    cumulative_weights: Vec<u64>,
+    target: Target,
+    addrs: Vec<std::net::SocketAddr>,
+    tls: Option<(
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+    timeout: Duration,
+    keepalive: bool,
+    http2: bool,
+    trace_propagate: bool,
+    seed: u64,
+    /// Workers alive (connecting, waiting or sending).
+    live: AtomicUsize,
+    /// Workers spawned that have not yet claimed their first slot.
+    starting: AtomicUsize,
+    peak_live: AtomicUsize,
+    /// Workers that finished pre-connecting before the start.
+    ready: AtomicUsize,
+    gate: watch::Sender<bool>,
+    done_tx: Mutex<mpsc::Sender<()>>,
+}
+
+/// Per-thread state the coordinator can see.
+struct ThreadShared {
+    recorder: Mutex<Recorder>,
+    in_flight: AtomicU64,
+}
+
+enum Command {
+    SpawnWorker,
+    Stop,
+    Shutdown,
+}
+
+struct ThreadCtx {
+    shared: Arc<Shared>,
+    mine: Arc<ThreadShared>,
+    timer: Rc<HiResTimer>,
+    connector: Rc<Connector>,
+    h2: Option<Rc<H2Pool>>,
+    rng: RefCell<fastrand::Rng>,
+}
+
+const SPAWN_TICK: Duration = Duration::from_millis(1);
+/// The next slot must be this late before the spawner adds a connection.
+const SPAWN_LAG_NS: u64 = 200_000;
+const MAX_SPAWN_PER_TICK: usize = 256;
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// Runs a load test to completion (or until `stop` fires). Blocks the calling
+/// thread, which coordinates; `observer` is called on it.
+pub fn run(
+    config: RunConfig,
+    observer: &mut dyn Observer,
+    stop: &StopSignal,
+) -> Result<RunResult, EngineError> {
+    let (shared, threads_n, initial) = prepare(config)?;
+    let threads: Vec<_> = (0..threads_n)
+        .map(|_| {
+            Arc::new(ThreadShared {
+                recorder: Mutex::new(Recorder::new(shared.prepared.len())),
+                in_flight: AtomicU64::new(0),
+            })
+        })
+        .collect();
+    let (done_rx, senders, handles) = {
+        let done_rx = {
+            let (tx, rx) = mpsc::channel();
+            *shared.done_tx.lock().expect("fresh mutex") = tx;
+            rx
+        };
+        let mut senders = Vec::new();
+        let mut handles = Vec::new();
+        for (idx, mine) in threads.iter().enumerate() {
+            let (tx, rx) = tmpsc::unbounded_channel();
+            let shared = shared.clone();
+            let mine = mine.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("chokepoint-{idx}"))
+                .spawn(move || thread_main(shared, mine, rx, idx))?;
+            senders.push(tx);
+            handles.push(handle);
+        }
+        (done_rx, senders, handles)
+    };
+    let mut coordinator = Coordinator {
+        shared: &shared,
+        threads: &threads,
+        senders: &senders,
+        next_thread: 0,
+        measured: Stats::new(shared.prepared.len()),
+        warmup: Stats::new(shared.prepared.len()),
+        spare: Recorder::new(shared.prepared.len()),
+        interval: Stats::new(shared.prepared.len()),
+        intervals_emitted: 0,
+    };
+    for _ in 0..initial {
+        coordinator.spawn_worker();
+    }
+    // Pre-connect the initial workers so the first requests do not pay for it.
+    let ready_deadline = now_ns() + shared.timeout.min(Duration::from_secs(5)).as_nanos() as u64;
+    while shared.ready.load(Ordering::Acquire) < initial
+        && now_ns() < ready_deadline
+        && !stop.is_stopped()
+    {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let start_ns = now_ns();
+    let start_wall = SystemTime::now();
+    shared.schedule.start(start_ns);
+    let _ = shared.gate.send(true);
+    let result = coordinator.drive(observer, stop, &done_rx, start_wall);
+    for tx in &senders {
+        let _ = tx.send(Command::Shutdown);
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(RunResult {
+        threads: threads_n,
+        peak_connections: shared.peak_live.load(Ordering::Relaxed),
+        ..result
+    })
+}
+
+fn prepare(config: RunConfig) -> Result<(Arc<Shared>, usize, usize), EngineError> {
+    let requests = if config.requests.is_empty() {
+        vec![RequestSpec {
+            name: "default".into(),
+            method: "GET".into(),
+            path: String::new(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            weight: 1,
+        }]
+    } else {
+        config.requests.clone()
+    };
+    let options = PrepareOptions {
+        keepalive: config.keepalive,
+        trace_propagate: config.trace_propagate,
+    };
+    let prepared = requests
+        .iter()
+        .map(|r| Prepared::new(&config.target, r, &options))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut total = 0u64;
+    let cumulative_weights = requests
+        .iter()
+        .map(|r| {
+            total += u64::from(r.weight);
+            total
+        })
+        .collect();
+    if total == 0 {
+        return Err(EngineError::BadConfig(
+            "request weights add up to zero".into(),
+        ));
+    }
+    let initial = match config.load {
+        LoadModel::Open {
+            rate,
+            max_connections,
+            ..
+        } => {
+            if !(rate.is_finite() && rate > 0.0) {
+                return Err(EngineError::BadConfig(format!(
+                    "rate must be positive, got {rate}"
+                )));
+            }
+            if max_connections == 0 {
+                return Err(EngineError::BadConfig(
+                    "--max-connections must be at least 1".into(),
+                ));
+            }
+            // Enough connections for 5 ms of arrivals; the spawner adds more when slots run late.
+            ((rate * 0.005).ceil() as usize).clamp(1, max_connections.min(1000))
+        }
+        LoadModel::Closed { concurrency } => {
+            if concurrency == 0 {
+                return Err(EngineError::BadConfig(
+                    "concurrency must be at least 1".into(),
+                ));
+            }
+            concurrency
+        }
+    };
+    let addrs = config.target.resolve()?;
+    let tls = match config.target.scheme {
+        Scheme::Http => None,
+        Scheme::Https => Some((
+            crate::tls::client_config(config.insecure, config.http2)?,
+            crate::tls::server_name(&config.target.host)?,
+        )),
+    };
+    let threads = if config.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        config.threads
+    };
+    let (gate, _) = watch::channel(false);
+    let (done_tx, _) = mpsc::channel();
+    let shared = Arc::new(Shared {
+        schedule: Schedule::new(config.load, config.limits, config.seed),
+        prepared,
+        cumulative_weights,
+        target: config.target,
+        addrs,
+        tls,
+        timeout: config.timeout,
+        keepalive: config.keepalive,
+        http2: config.http2,
+        trace_propagate: config.trace_propagate,
+        seed: config.seed,
+        live: AtomicUsize::new(0),
+        starting: AtomicUsize::new(0),
+        peak_live: AtomicUsize::new(0),
+        ready: AtomicUsize::new(0),
+        gate,
+        done_tx: Mutex::new(done_tx),
+    });
+    Ok((shared, threads, initial))
+}
+
+struct Coordinator<'a> {
+    shared: &'a Arc<Shared>,
+    threads: &'a [Arc<ThreadShared>],
+    senders: &'a [tmpsc::UnboundedSender<Command>],
+    next_thread: usize,
+    measured: Stats,
+    warmup: Stats,
+    /// An empty recorder swapped into a thread at each collection.
+    spare: Recorder,
+    /// Scratch for merging one interval across threads.
+    interval: Stats,
+    intervals_emitted: u64,
+}
+
+impl Coordinator<'_> {
+    fn spawn_worker(&mut self) {
+        let shared = self.shared;
+        let live = shared.live.fetch_add(1, Ordering::AcqRel) + 1;
+        shared.peak_live.fetch_max(live, Ordering::Relaxed);
+        shared.starting.fetch_add(1, Ordering::AcqRel);
+        let idx = self.next_thread;
+        self.next_thread = (self.next_thread + 1) % self.senders.len();
+        let _ = self.senders[idx].send(Command::SpawnWorker);
+    }
+
+    /// Adds connections when open-model slots are running late for lack of one.
+    fn spawn_if_late(&mut self, rate: f64, max_connections: usize, now: u64) {
+        let due = self.shared.schedule.next_due_ns();
+        if due == u64::MAX || now < due + SPAWN_LAG_NS {
+            return;
+        }
+        let late_slots = ((now - due) as f64 * rate / 1e9).ceil() as usize;
+        let starting = self.shared.starting.load(Ordering::Acquire);
+        let live = self.shared.live.load(Ordering::Acquire);
+        let n = late_slots
+            .saturating_sub(starting)
+            .min(max_connections.saturating_sub(live))
+            .min(MAX_SPAWN_PER_TICK);
+        for _ in 0..n {
+            self.spawn_worker();
+        }
+    }
+
+    /// Swaps every thread's recorder for an empty one and merges the measured
+    /// part into `self.interval` (reset first) and the totals.
+    fn collect(&mut self) {
+        self.interval.reset();
+        for t in self.threads {
+            {
+                let mut rec = t.recorder.lock().unwrap_or_else(|e| e.into_inner());
+                std::mem::swap(&mut *rec, &mut self.spare);
+            }
+            self.interval.merge(&self.spare.measured);
+            self.warmup.merge(&self.spare.warmup);
+            self.spare.measured.reset();
+            self.spare.warmup.reset();
+        }
+        self.measured.merge(&self.interval);
+    }
+
+    fn emit(&mut self, observer: &mut dyn Observer, start_s: f64, length_s: f64) {
+        let in_flight = self
+            .threads
+            .iter()
+            .map(|t| t.in_flight.load(Ordering::Relaxed))
+            .sum();
+        observer.interval(&IntervalReport {
+            index: self.intervals_emitted,
+            start_s,
+            length_s,
+            stats: &self.interval,
+            in_flight,
+            connections: self.shared.live.load(Ordering::Relaxed),
+        });
+        self.intervals_emitted += 1;
+    }
+
+    fn drive(
+        &mut self,
+        observer: &mut dyn Observer,
+        stop: &StopSignal,
+        done_rx: &mpsc::Receiver<()>,
+        start_wall: SystemTime,
+    ) -> RunResult {
+        let shared = self.shared;
+        let schedule = &shared.schedule;
+        let start = schedule.start_ns();
+        let measured_start = schedule.measured_start_ns();
+        let second = 1_000_000_000u64;
+        let mut next_boundary = if measured_start > start {
+            (start + second).min(measured_start)
+        } else {
+            measured_start + second
+        };
+        let mut announced_measured = false;
+        let mut next_progress = now_ns();
+        let mut stopping = false;
+        let open = match schedule.model() {
+            LoadModel::Open {
+                rate,
+                max_connections,
+                ..
+            } => Some((rate, max_connections)),
+            LoadModel::Closed { .. } => None,
+        };
+        let end_ns = loop {
+            let now = now_ns();
+            if !announced_measured && now >= measured_start {
+                announced_measured = true;
+                let offset = Duration::from_nanos(measured_start - start);
+                observer.measured_start(start_wall + offset);
+            }
+            if stop.is_stopped() && !stopping {
+                stopping = true;
+                schedule.stop();
+                for tx in self.senders {
+                    let _ = tx.send(Command::Stop);
+                }
+            }
+            if schedule.is_done() && shared.live.load(Ordering::Acquire) == 0 {
+                break now;
+            }
+            if let Some((rate, max)) = open {
+                if !schedule.is_done() {
+                    self.spawn_if_late(rate, max, now);
+                }
+            }
+            while now >= next_boundary {
+                self.collect();
+                if next_boundary > measured_start {
+                    let start_s = (next_boundary - second - measured_start) as f64 / 1e9;
+                    self.emit(observer, start_s, 1.0);
+                    next_boundary += second;
+                } else if next_boundary == measured_start {
+                    next_boundary = measured_start + second;
+                } else {
+                    next_boundary = (next_boundary + second).min(measured_start);
+                }
+            }
+            if now >= next_progress {
+                next_progress = now + PROGRESS_EVERY.as_nanos() as u64;
+                let elapsed = Duration::from_nanos(now.saturating_sub(measured_start));
+                observer.progress(elapsed, &self.measured);
+            }
+            let wait = if open.is_some() && !schedule.is_done() {
+                SPAWN_TICK
+            } else {
+                Duration::from_nanos(
+                    next_boundary
+                        .min(next_progress)
+                        .saturating_sub(now)
+                        .clamp(100_000, 100_000_000),
+                )
+            };
+            let _ = done_rx.recv_timeout(wait);
+        };
+        // The final partial interval.
+        self.collect();
+        let last_start = next_boundary - second;
+        if end_ns > measured_start && (self.interval.requests > 0 || end_ns > last_start) {
+            let start_s = last_start.saturating_sub(measured_start) as f64 / 1e9;
+            let length_s = end_ns.saturating_sub(last_start.max(measured_start)) as f64 / 1e9;
+            self.emit(observer, start_s, length_s);
+        }
+        let duration = Duration::from_nanos(end_ns.saturating_sub(measured_start));
+        RunResult {
+            measured: std::mem::replace(&mut self.measured, Stats::new(0)),
+            warmup: std::mem::replace(&mut self.warmup, Stats::new(0)),
+            started_at: start_wall + Duration::from_nanos(measured_start - start),
+            duration,
+            warmup_duration: Duration::from_nanos(end_ns.min(measured_start) - start),
+            interrupted: stop.is_stopped(),
+            peak_connections: 0,
+            threads: 0,
+        }
+    }
+}
+
+fn thread_main(
+    shared: Arc<Shared>,
+    mine: Arc<ThreadShared>,
+    mut commands: tmpsc::UnboundedReceiver<Command>,
+    idx: usize,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(_) => return,
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async move {
+        let timer = match HiResTimer::new() {
+            Ok(t) => t,
+            Err(_) => return,
+        };
+        tokio::task::spawn_local(timer.clone().drive());
+        let connector = Rc::new(Connector::new(shared.addrs.clone(), shared.tls.clone()));
+        let h2 = shared.http2.then(|| {
+            Rc::new(H2Pool::new(
+                connector.clone(),
+                shared.target.scheme == Scheme::Https,
+            ))
+        });
+        let ctx = Rc::new(ThreadCtx {
+            rng: RefCell::new(fastrand::Rng::with_seed(
+                shared.seed ^ (idx as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            )),
+            shared,
+            mine,
+            timer,
+            connector,
+            h2,
+        });
+        while let Some(command) = commands.recv().await {
+            match command {
+                Command::SpawnWorker => {
+                    tokio::task::spawn_local(worker(ctx.clone()));
+                }
+                Command::Stop => ctx.timer.stop(),
+                Command::Shutdown => break,
+            }
+        }
+    });
+}
+
+/// How a worker talks to the target.
+enum Client {
+    Http1 {
+        conn: Option<H1Conn>,
+        /// Request bytes with a fresh traceparent patched in.
+        scratch: Vec<u8>,
+    },
+    Http2(Rc<H2Pool>),
+}
+
+impl Client {
+    async fn preconnect(&mut self, ctx: &ThreadCtx) {
+        match self {
+            Client::Http1 { conn, .. } => {
+                let mut t = Timings::default();
+                if let Ok(stream) = ctx.connector.connect(&mut t).await {
+                    *conn = Some(H1Conn::new(stream));
+                }
+            }
+            Client::Http2(pool) => pool.preconnect().await,
+        }
+    }
+
+    /// Forgets a connection left in an unknown state (timeout).
+    fn discard(&mut self) {
+        if let Client::Http1 { conn, .. } = self {
+            *conn = None;
+        }
+    }
+
+    async fn send(
+        &mut self,
+        ctx: &ThreadCtx,
+        request: &Prepared,
+        trace: Option<(u128, u64)>,
+        t: &mut Timings,
+    ) -> Result<u16, ErrorKind> {
+        match self {
+            Client::Http1 { conn, scratch } => {
+                let bytes: &[u8] = match (trace, request.traceparent_at) {
+                    (Some((trace_id, span_id)), Some(at)) => {
+                        scratch.clear();
+                        scratch.extend_from_slice(&request.h1_bytes);
+                        write_traceparent(
+                            &mut scratch[at..at + TRACEPARENT_LEN],
+                            trace_id,
+                            span_id,
+                        );
+                        scratch
+                    }
+                    _ => &request.h1_bytes,
+                };
+                for attempt in 0..2 {
+                    let c = match conn {
+                        Some(c) => c,
+                        None => conn.insert(H1Conn::new(ctx.connector.connect(t).await?)),
+                    };
+                    match c.exchange(bytes, request.is_head, t).await {
+                        Ok(response) => {
+                            if !response.reusable || !ctx.shared.keepalive {
+                                *conn = None;
+                            }
+                            return Ok(response.status);
+                        }
+                        Err(ExchangeError::Stale) if attempt == 0 => {
+                            *conn = None;
+                            t.first_byte_ns = 0;
+                            t.bytes_received = 0;
+                        }
+                        Err(e) => {
+                            *conn = None;
+                            return Err(match e {
+                                ExchangeError::Failed(kind) => kind,
+                                ExchangeError::Stale => ErrorKind::Io,
+                            });
+                        }
+                    }
+                }
+                unreachable!("the loop returns on its second attempt")
+            }
+            Client::Http2(pool) => {
+                let mut tp = [0u8; TRACEPARENT_LEN];
+                let header = trace.map(|(trace_id, span_id)| {
+                    write_traceparent(&mut tp, trace_id, span_id);
+                    std::str::from_utf8(&tp).expect("hex is ASCII")
+                });
+                pool.send(request, header, t).await
+            }
+        }
+    }
+}
+
+fn classify(status: u16) -> Result<(), ErrorKind> {
+    match status {
+        200..=399 => Ok(()),
+        400..=499 => Err(ErrorKind::Status4xx),
+        500..=599 => Err(ErrorKind::Status5xx),
+        _ => Err(ErrorKind::Protocol),
+    }
+}
+
+impl ThreadCtx {
+    fn pick_request(&self) -> usize {
+        let weights = &self.shared.cumulative_weights;
+        if weights.len() == 1 {
+            return 0;
+        }
+        let total = *weights.last().expect("at least one request");
+        let r = self.rng.borrow_mut().u64(0..total);
+        weights.partition_point(|&w| w <= r)
+    }
+
+    fn trace_ids(&self) -> Option<(u128, u64)> {
+        if !self.shared.trace_propagate {
+            return None;
+        }
+        let mut rng = self.rng.borrow_mut();
+        Some((rng.u128(1..), rng.u64(1..)))
+    }
+
+    fn worker_exited(&self) {
+        let left = self.shared.live.fetch_sub(1, Ordering::AcqRel) - 1;
+        if left == 0 && self.shared.schedule.is_done() {
+            if let Ok(tx) = self.shared.done_tx.lock() {
+                let _ = tx.send(());
+            }
+        }
+    }
+}
+
+/// The one worker loop: claim a slot, wait for its intended time, send, record.
+async fn worker(ctx: Rc<ThreadCtx>) {
+    let shared = &ctx.shared;
+    let mut client = match &ctx.h2 {
+        Some(pool) => Client::Http2(pool.clone()),
+        None => Client::Http1 {
+            conn: None,
+            scratch: Vec::new(),
+        },
+    };
+    if shared.keepalive {
+        client.preconnect(&ctx).await;
+    }
+    let mut gate = shared.gate.subscribe();
+    if !*gate.borrow() {
+        shared.ready.fetch_add(1, Ordering::AcqRel);
+        let _ = gate.wait_for(|open| *open).await;
+    }
+    let mut first = true;
+    loop {
+        let now = now_ns();
+        let slot = shared.schedule.next(now);
+        if first {
+            first = false;
+            shared.starting.fetch_sub(1, Ordering::AcqRel);
+        }
+        let Some(slot) = slot else { break };
+        if slot.intended_ns > now && !ctx.timer.sleep_until(slot.intended_ns).await {
+            break;
+        }
+        let request_idx = ctx.pick_request();
+        let request = &shared.prepared[request_idx];
+        let trace = ctx.trace_ids();
+        let mut t = Timings {
+            intended_ns: slot.intended_ns,
+            sent_ns: now_ns(),
+            ..Timings::default()
+        };
+        ctx.mine.in_flight.fetch_add(1, Ordering::Relaxed);
+        let outcome =
+            tokio::time::timeout(shared.timeout, client.send(&ctx, request, trace, &mut t)).await;
+        ctx.mine.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let result = match outcome {
+            Ok(Ok(status)) => classify(status),
+            Ok(Err(kind)) => Err(kind),
+            Err(_elapsed) => {
+                client.discard();
+                Err(ErrorKind::Timeout)
+            }
+        };
+        if t.end_ns == 0 {
+            t.end_ns = now_ns();
+        }
+        if t.written_ns == 0 {
+            t.written_ns = t.sent_ns;
+        }
+        if t.first_byte_ns == 0 {
+            t.first_byte_ns = t.end_ns;
+        }
+        ctx.mine
+            .recorder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(
+                slot.warmup,
+                request_idx,
+                &t,
+                result,
+                trace.map(|(id, _)| id),
+            );
+    }
+    drop(client);
+    ctx.worker_exited();
+}
