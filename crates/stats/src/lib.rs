@@ -23,3 +23,7 @@ pub use summary::{new_histogram, summarize, Summary, MICROS_PER_MILLI};
 
 /// A latency histogram: values are microseconds.
 pub type Histogram = hdrhistogram::Histogram<u64>;
+pub mod bootstrap;
+pub mod changepoint;
+pub mod compare;
+pub mod significance;
