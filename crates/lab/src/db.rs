@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry::trace::SpanKind;
 use opentelemetry::{Context, KeyValue};
@@ -115,7 +115,8 @@ fn open(path: &Path) -> Result<Connection, rusqlite::Error> {
 #[derive(Debug)]
 pub(crate) struct Pool {
     permits: Arc<Semaphore>,
-    idle: Mutex<Vec<Connection>>,
+    /// Idle connections with the instant each was returned.
+    idle: Mutex<Vec<(Connection, Instant)>>,
     size: usize,
 }
 
@@ -137,7 +138,7 @@ impl Drop for PooledConn {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
             if let Ok(mut idle) = self.pool.idle.lock() {
-                idle.push(conn);
+                idle.push((conn, Instant::now()));
             }
         }
     }
@@ -146,8 +147,9 @@ impl Drop for PooledConn {
 impl Pool {
     /// Opens `size` connections to `path`.
     pub fn open(path: &Path, size: usize) -> Result<Arc<Pool>, rusqlite::Error> {
+        let now = Instant::now();
         let conns = (0..size)
-            .map(|_| open(path))
+            .map(|_| open(path).map(|c| (c, now)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Arc::new(Pool {
             permits: Arc::new(Semaphore::new(size)),
@@ -166,24 +168,27 @@ impl Pool {
         self.size - self.permits.available_permits()
     }
 
-    async fn acquire(self: &Arc<Self>) -> Result<PooledConn, LabError> {
+    /// Waits for a connection; also returns when it was given back by its
+    /// previous user (the moment this waiter was, in effect, granted it).
+    async fn acquire(self: &Arc<Self>) -> Result<(PooledConn, Instant), LabError> {
         let permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| LabError::Internal("database pool closed".into()))?;
-        let conn = self
+        let (conn, released_at) = self
             .idle
             .lock()
             .ok()
             .and_then(|mut idle| idle.pop())
             .ok_or_else(|| LabError::Internal("pool permit without a connection".into()))?;
-        Ok(PooledConn {
+        let pooled = PooledConn {
             conn: Some(conn),
             pool: self.clone(),
             _permit: permit,
-        })
+        };
+        Ok((pooled, released_at))
     }
 }
 
@@ -198,6 +203,7 @@ pub(crate) struct Db {
 /// Handed to a step's closure: runs statements as `db.query` spans.
 pub(crate) struct StepCx<'a> {
     conn: &'a Connection,
+    acquired_at: Instant,
     telemetry: &'a Telemetry,
     counters: &'a Counters,
     parent: &'a Context,
@@ -205,12 +211,14 @@ pub(crate) struct StepCx<'a> {
 }
 
 impl StepCx<'_> {
-    /// Runs one statement batch `f` as a `db.query` span; `extra` is added inside it
-    /// (the modelled remote-database time, e.g. `--db-hold`).
+    /// Runs one statement batch `f` as a `db.query` span. With a non-zero `hold`
+    /// (`--db-hold`), the span lasts until the connection has been held `hold`
+    /// (plus one round trip) in all, the statement's own work included, so the
+    /// step takes exactly `rtt + hold` and capacity is `pool_size / (rtt + hold)`.
     pub fn query<T>(
         &self,
         statement: &'static str,
-        extra: Duration,
+        hold: Duration,
         f: impl FnOnce(&Connection) -> Result<T, rusqlite::Error>,
     ) -> Result<T, rusqlite::Error> {
         let cx = self.telemetry.start(
@@ -228,8 +236,8 @@ impl StepCx<'_> {
             std::thread::sleep(self.rtt);
         }
         let result = f(self.conn);
-        if !extra.is_zero() {
-            std::thread::sleep(extra);
+        if !hold.is_zero() {
+            sleep_until(self.acquired_at + self.rtt + hold);
         }
         if let Err(e) = &result {
             set_error(&cx, e.to_string());
@@ -248,6 +256,7 @@ impl Db {
         F: FnOnce(&StepCx<'_>) -> Result<T, rusqlite::Error> + Send + 'static,
     {
         let started = SystemTime::now();
+        let wait_start = Instant::now();
         let acquire_cx = self.telemetry.start(
             Service::Checkout,
             "db.pool.acquire",
@@ -258,9 +267,11 @@ impl Db {
                 KeyValue::new("db.pool.size", self.pool.size() as i64),
             ],
         );
-        let conn = self.pool.acquire().await;
+        let acquired = self.pool.acquire().await;
         end(&acquire_cx);
-        let conn = conn?;
+        let (conn, released_at) = acquired?;
+        // The hold is timed from the hand-over, not from when this task got to run.
+        let acquired_at = released_at.max(wait_start);
         let waited = started.elapsed().unwrap_or_default();
         self.counters
             .pool_wait_us
@@ -272,6 +283,7 @@ impl Db {
         tokio::task::spawn_blocking(move || {
             let cx = StepCx {
                 conn: &conn,
+                acquired_at,
                 telemetry: &telemetry,
                 counters: &counters,
                 parent: &parent,
@@ -284,5 +296,23 @@ impl Db {
         .await
         .map_err(|e| LabError::Internal(format!("database task failed: {e}")))?
         .map_err(LabError::Database)
+    }
+}
+
+/// Blocks the current (blocking-pool) thread until `deadline`, to within a few
+/// microseconds: the OS sleep overshoots by ~50-100us (timer slack), which would
+/// bias a 5ms hold by 2%, so the last stretch yields instead of sleeping.
+pub(crate) fn sleep_until(deadline: Instant) {
+    const SPIN: Duration = Duration::from_micros(150);
+    let now = Instant::now();
+    if deadline <= now {
+        return;
+    }
+    let remaining = deadline - now;
+    if remaining > SPIN {
+        std::thread::sleep(remaining - SPIN);
+    }
+    while Instant::now() < deadline {
+        std::thread::yield_now();
     }
 }

@@ -31,12 +31,20 @@ use crate::LabError;
 /// Inventory stock, updated on every checkout.
 pub(crate) enum Inventory {
     /// One shared lock around the whole table (the planted contention).
-    Locked(tokio::sync::Mutex<Vec<i64>>),
+    Locked(Arc<tokio::sync::Mutex<LockedStock>>),
     /// One atomic per product (`--fix lock-free`).
     Atomic(Vec<AtomicI64>),
 }
 
 const INITIAL_STOCK: i64 = 1_000_000;
+
+/// The stock table behind the shared lock.
+pub(crate) struct LockedStock {
+    stock: Vec<i64>,
+    /// When the previous holder let go: a waiter's hold is timed from the
+    /// moment the lock was handed to it, not from when its task got to run.
+    released_at: Instant,
+}
 
 impl Inventory {
     pub fn new(products: usize, lock_free: bool) -> Inventory {
@@ -47,7 +55,10 @@ impl Inventory {
                     .collect(),
             )
         } else {
-            Inventory::Locked(tokio::sync::Mutex::new(vec![INITIAL_STOCK; products]))
+            Inventory::Locked(Arc::new(tokio::sync::Mutex::new(LockedStock {
+                stock: vec![INITIAL_STOCK; products],
+                released_at: Instant::now(),
+            })))
         }
     }
 }
@@ -449,7 +460,8 @@ impl Lab {
                     vec![wait_attr(), KeyValue::new("lock.name", "inventory")],
                 );
                 let t0 = Instant::now();
-                let mut stock = lock.lock().await;
+                let mut stock = lock.clone().lock_owned().await;
+                let acquired_at = stock.released_at.max(t0);
                 self.counters
                     .lock_wait_us
                     .fetch_add(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -462,7 +474,7 @@ impl Lab {
                     vec![KeyValue::new("lock.name", "inventory")],
                 );
                 for item in items {
-                    if let Some(slot) = stock.get_mut((item.product_id - 1) as usize) {
+                    if let Some(slot) = stock.stock.get_mut((item.product_id - 1) as usize) {
                         *slot -= item.qty;
                         if *slot < 0 {
                             *slot += INITIAL_STOCK;
@@ -470,13 +482,24 @@ impl Lab {
                     }
                 }
                 let hold = self.config.lock_hold;
-                if !hold.is_zero() {
-                    // A blocking sleep is precise to ~0.1ms; the async timer rounds to 1ms.
-                    tokio::task::spawn_blocking(move || std::thread::sleep(hold))
-                        .await
-                        .map_err(|e| Failure::Internal(e.to_string()))?;
+                if hold.is_zero() {
+                    stock.released_at = Instant::now();
+                    drop(stock);
+                } else {
+                    // The critical section lasts `hold` in all (the update and the
+                    // thread hop included) and the guard is released on the blocking
+                    // thread at the deadline, so capacity is 1 / lock_hold minus only
+                    // the next waiter's wake-up. A blocking sleep is precise; the
+                    // async timer rounds up to 1ms.
+                    let deadline = acquired_at + hold;
+                    tokio::task::spawn_blocking(move || {
+                        crate::db::sleep_until(deadline);
+                        stock.released_at = Instant::now();
+                        drop(stock);
+                    })
+                    .await
+                    .map_err(|e| Failure::Internal(e.to_string()))?;
                 }
-                drop(stock);
                 end(&hold_cx);
             }
         }

@@ -59,7 +59,10 @@ async fn endpoints_answer_and_bad_input_is_400() {
     let orders = request(addr, "GET", "/orders?user_id=3", "").await;
     assert_eq!(orders.status, 200);
     assert_eq!(orders.json()["orders"].as_array().unwrap().len(), 10);
-    assert_eq!(request(addr, "GET", "/orders?user_id=x", "").await.status, 400);
+    assert_eq!(
+        request(addr, "GET", "/orders?user_id=x", "").await.status,
+        400
+    );
     assert_eq!(request(addr, "GET", "/orders", "").await.status, 200);
 
     let config = request(addr, "GET", "/lab/config", "").await.json();
@@ -101,7 +104,11 @@ async fn sync_email_costs_its_latency_and_async_email_removes_it() {
     while lab.stats().emails_sent < 8 && Instant::now() < deadline {
         tokio::time::sleep(MS(20)).await;
     }
-    assert_eq!(lab.stats().emails_sent, 8, "the workers deliver every queued email");
+    assert_eq!(
+        lab.stats().emails_sent,
+        8,
+        "the workers deliver every queued email"
+    );
     lab.shutdown().await;
 }
 
@@ -115,13 +122,19 @@ async fn payment_timeout_caps_latency_with_a_deferred_charge() {
     assert!(r.latency >= MS(300), "{:?}", r.latency);
     lab.shutdown().await;
 
-    let lab = start(config.with_fix(Fix::PaymentTimeout(MS(50)))).await.unwrap();
+    let lab = start(config.with_fix(Fix::PaymentTimeout(MS(50))))
+        .await
+        .unwrap();
     let mut conn = Conn::open(lab.addr()).await;
     for _ in 0..3 {
         let r = conn.send("POST", "/checkout", "", &[]).await;
         assert_eq!(r.status, 200);
         assert_eq!(r.json()["payment"], "deferred");
-        assert!(r.latency >= MS(50) && r.latency < MS(250), "{:?}", r.latency);
+        assert!(
+            r.latency >= MS(50) && r.latency < MS(250),
+            "{:?}",
+            r.latency
+        );
     }
     assert_eq!(lab.stats().payment_timeouts, 3);
     lab.shutdown().await;
@@ -194,14 +207,22 @@ async fn stalls_pause_every_request_and_no_stall_removes_them() {
     let lab = start(config.clone()).await.unwrap();
     let load = closed_loop(lab.addr(), "POST", "/checkout", 2, MS(0), MS(1_300), 3_000).await;
     assert_eq!(load.errors, 0);
-    assert!(load.quantile(1.0) >= MS(100), "max {:?}", load.quantile(1.0));
+    assert!(
+        load.quantile(1.0) >= MS(100),
+        "max {:?}",
+        load.quantile(1.0)
+    );
     assert!(lab.stats().stalls >= 2, "{:?}", lab.stats().stalls);
     lab.shutdown().await;
 
     let lab = start(config.with_fix(Fix::NoStall)).await.unwrap();
     let load = closed_loop(lab.addr(), "POST", "/checkout", 2, MS(0), MS(800), 3_000).await;
     assert_eq!(lab.stats().stalls, 0);
-    assert!(load.quantile(0.99) < MS(60), "p99 {:?}", load.quantile(0.99));
+    assert!(
+        load.quantile(0.99) < MS(60),
+        "p99 {:?}",
+        load.quantile(0.99)
+    );
     lab.shutdown().await;
 }
 
@@ -232,7 +253,8 @@ async fn single_flight_collapses_a_stampede_to_one_load() {
     config.stampede = true;
     let (stampede_loads, statuses) = concurrent_product_reads(config.clone()).await;
     assert!(statuses.iter().all(|s| *s == 200));
-    let (single_loads, statuses) = concurrent_product_reads(config.with_fix(Fix::SingleFlight)).await;
+    let (single_loads, statuses) =
+        concurrent_product_reads(config.with_fix(Fix::SingleFlight)).await;
     assert!(statuses.iter().all(|s| *s == 200));
     assert_eq!(single_loads, 1);
     assert!(stampede_loads >= 4, "stampede loads {stampede_loads}");

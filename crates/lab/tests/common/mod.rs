@@ -37,9 +37,8 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 }
 
@@ -152,7 +151,8 @@ pub async fn closed_loop(
             let mut conn = Conn::open(addr).await;
             let mut latencies = Vec::new();
             let mut errors = 0;
-            while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < max_requests {
+            while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < max_requests
+            {
                 let reply = conn.send(method, path, "", &[]).await;
                 let done = Instant::now();
                 if !(200..300).contains(&reply.status) {
