@@ -170,12 +170,14 @@ impl LabHandle {
 
     /// Stops accepting, lets in-flight requests finish (up to 5s), stops the
     /// dependencies and workers, and flushes queued spans to the exporters.
-    pub async fn shutdown(mut self) {
+    /// Returns the final counters (span export included).
+    pub async fn shutdown(mut self) -> LabStats {
         let _ = self.front_stop.send(true);
         join_all(std::mem::take(&mut self.front_tasks)).await;
         let _ = self.back_stop.send(true);
         join_all(std::mem::take(&mut self.back_tasks)).await;
         self.lab.telemetry.shutdown().await;
+        self.lab.stats()
     }
 }
 
