@@ -720,19 +720,27 @@ impl LabConfig {
             })
         };
         if !(1..=MAX_POOL_SIZE).contains(&self.pool_size) {
-            return invalid("pool size", self.pool_size.to_string(), "1 to 1024");
+            return invalid(
+                "pool size",
+                self.pool_size.to_string(),
+                "expected 1 to 1024",
+            );
         }
         if !(1..=4096).contains(&self.email_workers) {
-            return invalid("email workers", self.email_workers.to_string(), "1 to 4096");
+            return invalid(
+                "email workers",
+                self.email_workers.to_string(),
+                "expected 1 to 4096",
+            );
         }
         if self.email_queue_capacity == 0 {
-            return invalid("email queue", "0".into(), "at least 1");
+            return invalid("email queue", "0".into(), "expected at least 1");
         }
         if self.seed.customers == 0 || self.seed.products == 0 {
             return invalid(
                 "seed size",
                 format!("{:?}", self.seed),
-                "at least one customer and one product",
+                "expected at least one customer and one product",
             );
         }
         if let Some(stall) = self.stall {
@@ -744,19 +752,19 @@ impl LabConfig {
                         fmt_duration(stall.every),
                         fmt_duration(stall.pause)
                     ),
-                    "0 < stall-for < stall-every",
+                    "expected 0 < stall-for < stall-every",
                 );
             }
         }
         if self.trace.enabled() && self.trace.queue_capacity == 0 {
-            return invalid("trace queue", "0".into(), "at least 1");
+            return invalid("trace queue", "0".into(), "expected at least 1");
         }
         if let Some(url) = &self.trace.otlp_endpoint {
             if !url.starts_with("http://") {
                 return invalid(
                     "OTLP endpoint",
                     url.clone(),
-                    "an http:// URL such as http://127.0.0.1:4318",
+                    "expected an http:// URL such as http://127.0.0.1:4318",
                 );
             }
         }

@@ -15,7 +15,16 @@ const REQUESTS: u64 = 400;
 async fn rss_growth(config: LabConfig) -> (i64, u64) {
     let lab = start(config).await.unwrap();
     // Warm up connections, allocator arenas and SQLite caches first.
-    closed_loop(lab.addr(), "POST", "/checkout", 4, Duration::ZERO, Duration::from_secs(5), 50).await;
+    closed_loop(
+        lab.addr(),
+        "POST",
+        "/checkout",
+        4,
+        Duration::ZERO,
+        Duration::from_secs(5),
+        50,
+    )
+    .await;
     let before = rss_bytes().expect("RSS readable on Linux") as i64;
     let leaked_before = lab.stats().leaked_bytes;
     let load = closed_loop(
@@ -52,6 +61,12 @@ async fn leak_grows_rss_and_no_leak_does_not() {
     );
     assert_eq!(fixed_leaked, 0);
     assert_eq!(leaked, LEAK * REQUESTS);
-    assert!(leak_growth >= expected * 8 / 10, "leak grew RSS by only {leak_growth} bytes");
-    assert!(fixed_growth < expected / 4, "no-leak grew RSS by {fixed_growth} bytes");
+    assert!(
+        leak_growth >= expected * 8 / 10,
+        "leak grew RSS by only {leak_growth} bytes"
+    );
+    assert!(
+        fixed_growth < expected / 4,
+        "no-leak grew RSS by {fixed_growth} bytes"
+    );
 }

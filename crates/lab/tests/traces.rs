@@ -102,7 +102,12 @@ fn assert_child(child: &Span, parent: &Span) {
         child.name,
         parent.name
     );
-    assert!(child.start >= parent.start, "{} starts inside {}", child.name, parent.name);
+    assert!(
+        child.start >= parent.start,
+        "{} starts inside {}",
+        child.name,
+        parent.name
+    );
 }
 
 fn is_wait(span: &Span) -> bool {
@@ -114,7 +119,10 @@ async fn sync_checkout_trace_has_every_step_and_joins_the_client_trace() {
     let mut config = small_config();
     config.lock_hold = Duration::from_millis(2);
     let spans = traced_checkout(config).await;
-    assert!(spans.iter().all(|s| s.trace_id == TRACE_ID), "one trace: the client's");
+    assert!(
+        spans.iter().all(|s| s.trace_id == TRACE_ID),
+        "one trace: the client's"
+    );
 
     let root = find(&spans, "checkout", "POST /checkout");
     assert_eq!(root.kind, 2);
@@ -140,7 +148,10 @@ async fn sync_checkout_trace_has_every_step_and_joins_the_client_trace() {
     assert_child(lock_wait, update);
     assert_child(lock_hold, update);
     assert!(is_wait(lock_wait) && !is_wait(lock_hold));
-    assert!(lock_hold.end - lock_hold.start >= 2_000_000, "hold lasts lock_hold");
+    assert!(
+        lock_hold.end - lock_hold.start >= 2_000_000,
+        "hold lasts lock_hold"
+    );
 
     for (service, route) in [("payment", "POST /charge"), ("email", "POST /send")] {
         let client = find(&spans, "checkout", route);
@@ -217,7 +228,9 @@ async fn otlp_http_export_posts_json_to_v1_traces() {
     let sink = received.clone();
     let server = tokio::spawn(async move {
         for _ in 0..16 {
-            let Ok((stream, _)) = listener.accept().await else { return };
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
             let sink = sink.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -252,5 +265,7 @@ async fn otlp_http_export_posts_json_to_v1_traces() {
     let (path, ctype, body) = &got[0];
     assert_eq!(path, "/v1/traces");
     assert_eq!(ctype, "application/json");
-    assert!(body["resourceSpans"].as_array().is_some_and(|a| !a.is_empty()));
+    assert!(body["resourceSpans"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty()));
 }
