@@ -78,7 +78,7 @@ pub(crate) fn create_and_seed(
     }
     conn.execute_batch(
         "CREATE INDEX order_items_order_id ON order_items(order_id);
-         CREATE INDEX order_items_product_id ON order_items(product_id);
+         CREATE INDEX order_items_product_qty ON order_items(product_id, qty);
          UPDATE orders SET total_cents =
              (SELECT SUM(qty * price_cents) FROM order_items i WHERE i.order_id = orders.id);",
     )?;
