@@ -298,7 +298,7 @@ pub(crate) fn bootstrap_with(
                 run.intervals.iter().filter(|h| !h.is_empty()).collect();
             let max_blocks = config.max_blocks.max(config.min_blocks).max(2);
             let per_block = non_empty.len().div_ceil(max_blocks);
-            let blocks = BlockSet::new(&non_empty, per_block);
+            let blocks = BlockSet::new(run.total, &non_empty, per_block);
             let method = BootstrapMethod::IntervalBlocks {
                 blocks: blocks.n_blocks,
                 intervals_per_block: blocks.intervals_per_block,
@@ -394,10 +394,7 @@ impl Buckets {
 
     /// The bucket a uniform number falls in: first j with cum[j] >= u·N.
     fn bucket_of(&self, u: f64) -> usize {
-        let target = u * self.total as f64;
-        self.cum
-            .partition_point(|&c| (c as f64) < target)
-            .min(self.cum.len() - 1)
+        first_reaching(&self.cum, u * self.total as f64)
     }
 
     /// ∫₀ᵘ Q(t) dt and ∫₀ᵘ Q(t)² dt for the quantile function Q of the
@@ -436,7 +433,7 @@ impl Buckets {
             while step <= n {
                 ranks.push(step);
                 ranks.push(n + 1 - step);
-                step = step.saturating_mul(2);
+                step = step.saturating_mul(4);
             }
         }
         ranks.sort_unstable();
@@ -534,42 +531,80 @@ struct BlockSet {
 }
 
 impl BlockSet {
-    fn new(intervals: &[&Histogram], per_block: usize) -> BlockSet {
-        let mut keys: Vec<u64> = intervals
-            .iter()
-            .flat_map(|h| {
-                h.iter_recorded()
-                    .map(move |v| h.highest_equivalent(v.value_iterated_to()))
+    /// Joins `per_block` consecutive intervals per block. `total` supplies
+    /// the shared bucket values when the intervals have its precision (the
+    /// usual case); otherwise the union of their buckets is built.
+    fn new(total: &Histogram, intervals: &[&Histogram], per_block: usize) -> BlockSet {
+        let per_block = per_block.max(1);
+        // (highest equivalent, median equivalent, count) of each block's
+        // recorded buckets, ascending. hdrhistogram's iterator walks the whole
+        // counts array, so each histogram is iterated exactly once.
+        let recorded = |h: &Histogram| -> Vec<(u64, f64, u64)> {
+            h.iter_recorded()
+                .map(|v| {
+                    let value = v.value_iterated_to();
+                    (
+                        h.highest_equivalent(value),
+                        h.median_equivalent(value) as f64,
+                        v.count_at_value(),
+                    )
+                })
+                .collect()
+        };
+        let blocks: Vec<Vec<(u64, f64, u64)>> = intervals
+            .chunks(per_block)
+            .map(|chunk| {
+                if chunk.len() == 1 {
+                    return recorded(chunk[0]);
+                }
+                let mut merged = chunk[0].clone();
+                for h in &chunk[1..] {
+                    // Cannot fail: auto-resizing histograms grow to fit.
+                    let _ = merged.add(*h);
+                }
+                recorded(&merged)
             })
             .collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let chunks: Vec<&[&Histogram]> = intervals.chunks(per_block.max(1)).collect();
-        let n_blocks = chunks.len();
+        let mut keys: Vec<u64> = total
+            .iter_recorded()
+            .map(|v| total.highest_equivalent(v.value_iterated_to()))
+            .collect();
+        let mut positions = Vec::with_capacity(blocks.len());
+        for block in &blocks {
+            match positions_in(&keys, block) {
+                Some(p) => positions.push(p),
+                None => break,
+            }
+        }
+        if positions.len() < blocks.len() {
+            // Intervals with another precision than the total: share the
+            // union of their bucket values instead.
+            keys = blocks.iter().flat_map(|b| b.iter().map(|x| x.0)).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            positions = blocks
+                .iter()
+                .map(|b| positions_in(&keys, b).expect("keys hold every bucket"))
+                .collect();
+        }
+        let n_blocks = blocks.len();
         let k = keys.len();
         let mut cum = vec![0u64; k * n_blocks];
         let mut counts = vec![0u64; n_blocks];
         let mut sums = vec![0.0f64; n_blocks];
-        for (b, chunk) in chunks.iter().enumerate() {
-            for h in chunk.iter() {
-                for v in h.iter_recorded() {
-                    let value = v.value_iterated_to();
-                    let j = keys.partition_point(|&x| x < h.highest_equivalent(value));
-                    let c = v.count_at_value();
-                    cum[j * n_blocks + b] += c;
-                    counts[b] += c;
-                    sums[b] += h.median_equivalent(value) as f64 * c as f64;
-                }
+        for (b, (block, pos)) in blocks.iter().zip(&positions).enumerate() {
+            for (&(_, mid, c), &j) in block.iter().zip(pos) {
+                cum[j * n_blocks + b] += c;
+                counts[b] += c;
+                sums[b] += mid * c as f64;
             }
         }
-        for j in 1..k {
-            for b in 0..n_blocks {
-                cum[j * n_blocks + b] += cum[(j - 1) * n_blocks + b];
-            }
+        for i in n_blocks..cum.len() {
+            cum[i] += cum[i - n_blocks];
         }
         BlockSet {
             n_blocks,
-            intervals_per_block: per_block.max(1),
+            intervals_per_block: per_block,
             values: keys.iter().map(|&x| x as f64).collect(),
             cum,
             counts,
@@ -590,35 +625,37 @@ impl BlockSet {
         let inflate = (b as f64 / (b as f64 - 1.0).max(1.0)).sqrt();
         let k = self.values.len();
         let mut weights = vec![0u64; b];
-        let mut chosen: Vec<(usize, u64)> = Vec::with_capacity(b);
+        // The distinct blocks drawn and how often: two plain arrays, because
+        // the dot products below are the hot loop (and must stay quick in
+        // unoptimised test builds too).
+        let mut chosen_idx: Vec<usize> = Vec::with_capacity(b);
+        let mut chosen_w: Vec<u64> = Vec::with_capacity(b);
         let mut out = vec![Vec::with_capacity(resamples); metrics.len()];
+        let quantiles: Vec<Option<f64>> = metrics.iter().map(|m| m.quantile()).collect();
         for _ in 0..resamples {
-            weights.iter_mut().for_each(|w| *w = 0);
+            weights.fill(0);
             for _ in 0..b {
                 weights[rng.below(b as u64) as usize] += 1;
             }
-            chosen.clear();
-            chosen.extend(
-                weights
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &w)| w > 0)
-                    .map(|(i, &w)| (i, w)),
-            );
-            let n: u64 = chosen.iter().map(|&(i, w)| w * self.counts[i]).sum();
-            for ((m, values), &point) in metrics.iter().zip(out.iter_mut()).zip(points) {
-                let raw = match m.quantile() {
+            chosen_idx.clear();
+            chosen_w.clear();
+            for (i, &w) in weights.iter().enumerate() {
+                if w > 0 {
+                    chosen_idx.push(i);
+                    chosen_w.push(w);
+                }
+            }
+            let n = dot_u64(&self.counts, &chosen_idx, &chosen_w);
+            for ((q, values), &point) in quantiles.iter().zip(out.iter_mut()).zip(points) {
+                let raw = match q {
                     Some(q) => {
-                        let rank = rank_of(q, n);
-                        let cum_at = |j: usize| -> u64 {
-                            let row = &self.cum[j * b..(j + 1) * b];
-                            chosen.iter().map(|&(i, w)| w * row[i]).sum()
-                        };
-                        // first j with cum_at(j) >= rank
+                        let rank = rank_of(*q, n);
+                        // first j with Σ w·cum_b(j) >= rank
                         let (mut lo, mut hi) = (0usize, k - 1);
                         while lo < hi {
                             let mid = (lo + hi) / 2;
-                            if cum_at(mid) >= rank {
+                            let row = &self.cum[mid * b..(mid + 1) * b];
+                            if dot_u64(row, &chosen_idx, &chosen_w) >= rank {
                                 hi = mid;
                             } else {
                                 lo = mid + 1;
@@ -627,11 +664,11 @@ impl BlockSet {
                         self.values[lo]
                     }
                     None => {
-                        chosen
-                            .iter()
-                            .map(|&(i, w)| w as f64 * self.sums[i])
-                            .sum::<f64>()
-                            / n as f64
+                        let mut sum = 0.0;
+                        for (&i, &w) in chosen_idx.iter().zip(&chosen_w) {
+                            sum += w as f64 * self.sums[i];
+                        }
+                        sum / n as f64
                     }
                 };
                 values.push(point + inflate * (raw - point));
@@ -639,6 +676,48 @@ impl BlockSet {
         }
         out
     }
+}
+
+/// Index in `keys` of each bucket of `block` (both ascending), or `None`
+/// when a bucket value is missing from `keys`.
+fn positions_in(keys: &[u64], block: &[(u64, f64, u64)]) -> Option<Vec<usize>> {
+    let mut out = Vec::with_capacity(block.len());
+    let mut j = 0;
+    for &(value, _, _) in block {
+        while j < keys.len() && keys[j] < value {
+            j += 1;
+        }
+        if j == keys.len() || keys[j] != value {
+            return None;
+        }
+        out.push(j);
+    }
+    Some(out)
+}
+
+/// Σ w[t] · row[idx[t]].
+fn dot_u64(row: &[u64], idx: &[usize], w: &[u64]) -> u64 {
+    let mut sum = 0u64;
+    let mut t = 0;
+    while t < idx.len() {
+        sum += w[t] * row[idx[t]];
+        t += 1;
+    }
+    sum
+}
+
+/// First index j with `cum[j] as f64 >= target`, or the last index.
+fn first_reaching(cum: &[u64], target: f64) -> usize {
+    let (mut lo, mut hi) = (0usize, cum.len() - 1);
+    while lo < hi {
+        let mid = (lo + hi) / 2;
+        if cum[mid] as f64 >= target {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    lo
 }
 
 #[cfg(test)]
