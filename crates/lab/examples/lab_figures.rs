@@ -56,8 +56,10 @@ async fn main() {
     show("missing-index: GET /orders", &slow);
     show("index: GET /orders", &fast);
     // A zero TTL makes every GET /products a cache fill: the cost one stampede load adds.
-    let mut uncached = LabConfig::default();
-    uncached.cache_ttl = Duration::ZERO;
+    let uncached = LabConfig {
+        cache_ttl: Duration::ZERO,
+        ..LabConfig::default()
+    };
     let fills = latencies(uncached, "ttl=0", |_| "/products".to_string()).await;
     show("cache fill: GET /products", &fills);
 }
