@@ -307,7 +307,11 @@ fn best_split(z: &[f64], m: usize) -> Option<(usize, f64)> {
             let q = 2.0 / (nl + nr) * between
                 - 2.0 * nr / ((nl + nr) * (nl - 1.0)) * within_left
                 - 2.0 * nl / ((nl + nr) * (nr - 1.0)) * within_right;
-            if best.map_or(true, |(_, bq)| q > bq) {
+            let better = match best {
+                None => true,
+                Some((_, best_q)) => q > best_q,
+            };
+            if better {
                 best = Some((tau, q));
             }
         }

@@ -427,10 +427,8 @@ pub fn poisson_rate_test(count1: u64, exposure1: f64, count2: u64, exposure2: f6
         degrees_of_freedom: None,
         p_value: 1.0,
     };
-    if count1 == 0 || count2 == 0 || !(exposure1 > 0.0) || !(exposure2 > 0.0) {
-        return none;
-    }
-    if !(exposure1.is_finite() && exposure2.is_finite()) {
+    let usable = |exposure: f64| exposure > 0.0 && exposure.is_finite();
+    if count1 == 0 || count2 == 0 || !usable(exposure1) || !usable(exposure2) {
         return none;
     }
     let log_ratio = ((count2 as f64 / exposure2) / (count1 as f64 / exposure1)).ln();
