@@ -255,6 +255,7 @@ pub fn run(args: LabArgs) -> anyhow::Result<i32> {
             return Ok(2);
         }
     };
+    raise_open_file_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -292,6 +293,27 @@ async fn serve(config: LabConfig, json: bool) -> anyhow::Result<i32> {
     lab.shutdown().await;
     Ok(0)
 }
+
+/// Each client connection costs the lab up to five descriptors (its socket plus
+/// both ends of the payment and email connections), so lift the soft limit.
+#[cfg(unix)]
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max.min(1 << 20);
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_file_limit() {}
 
 #[cfg(unix)]
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -291,3 +291,25 @@ async fn config_endpoint_reports_knobs_and_capacity() {
     assert_eq!(v["listen"], lab.addr().to_string());
     lab.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_connections_at_once_get_no_errors() {
+    let mut config = small_config();
+    config.pool_size = 4;
+    let lab = start(config).await.unwrap();
+    let load = closed_loop(
+        lab.addr(),
+        "POST",
+        "/checkout",
+        128,
+        MS(0),
+        MS(1_000),
+        4_000,
+    )
+    .await;
+    let stats = lab.shutdown().await;
+    assert_eq!(load.errors, 0);
+    assert_eq!(stats.checkout_errors, 0);
+    assert!(stats.checkouts >= 100, "{}", stats.checkouts);
+    eprintln!("128 connections: {:.0} req/s", load.throughput());
+}
