@@ -313,3 +313,28 @@ async fn many_connections_at_once_get_no_errors() {
     assert!(stats.checkouts >= 100, "{}", stats.checkouts);
     eprintln!("128 connections: {:.0} req/s", load.throughput());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_and_its_fix_serve_their_request() {
+    for name in LabConfig::scenario_names() {
+        let info = LabConfig::scenario_info(name).unwrap();
+        let mut planted = LabConfig::scenario(name).unwrap();
+        planted.seed = small_config().seed;
+        let mut configs = vec![planted.clone()];
+        if let Some(fix) = chokepoint_lab::recommended_fix(name) {
+            configs.push(planted.with_fix(fix));
+        }
+        for config in configs {
+            let lab = start(config.clone()).await.unwrap();
+            let r = request(lab.addr(), info.method, info.path, "").await;
+            assert_eq!(r.status, 200, "{name} {:?}: {:?}", config.fixes, r.body);
+            let served = request(lab.addr(), "GET", "/lab/config", "").await.json();
+            assert_eq!(
+                served["capacity_rps"].as_f64(),
+                config.capacity_rps(),
+                "{name}"
+            );
+            lab.shutdown().await;
+        }
+    }
+}
