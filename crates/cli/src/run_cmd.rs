@@ -144,6 +144,7 @@ pub fn build_summary(plan: &Plan, result: &RunResult) -> RunSummary {
         requests: m.requests,
         ok: m.ok,
         errors: errors_map(&m.errors),
+        dropped: result.dropped,
         error_rate: if m.requests > 0 {
             m.errors.total() as f64 / m.requests as f64
         } else {

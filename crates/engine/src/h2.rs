@@ -57,9 +57,8 @@ impl H2Pool {
     }
 
     /// Opens the connection ahead of the first request.
-    pub(crate) async fn preconnect(&self) {
-        let mut t = Timings::default();
-        let _ = self.sender(&mut t).await;
+    pub(crate) async fn preconnect(&self, t: &mut Timings) {
+        let _ = self.sender(t).await;
     }
 
     /// Sends one request and drains the response; returns its status.

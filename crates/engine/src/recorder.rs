@@ -306,6 +306,22 @@ impl Recorder {
         }
     }
 
+    /// Records a connection opened ahead of any request (pre-connect).
+    pub(crate) fn record_connection(&mut self, warmup: bool, t: &Timings) {
+        let stats = if warmup {
+            &mut self.warmup
+        } else {
+            &mut self.measured
+        };
+        if let Some(c) = t.connect_us {
+            stats.connect.saturating_record(c);
+            stats.connections_opened += 1;
+        }
+        if let Some(c) = t.tls_us {
+            stats.tls.saturating_record(c);
+        }
+    }
+
     /// Records one finished request. `result` is `Ok(())` or the error kind.
     pub(crate) fn record(
         &mut self,

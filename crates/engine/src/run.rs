@@ -148,6 +148,9 @@ pub struct RunResult {
     pub peak_connections: usize,
     /// Runtime threads used.
     pub threads: usize,
+    /// Open-model arrivals never sent: the window ended while they waited for a
+    /// free connection (`max_connections` reached).
+    pub dropped: u64,
 }
 
 /// State shared by every thread of a run.
@@ -182,6 +185,8 @@ struct Shared {
 struct ThreadShared {
     recorder: Mutex<Recorder>,
     in_flight: AtomicU64,
+    /// Last time the thread's heartbeat task ran (engine clock).
+    heartbeat_ns: AtomicU64,
 }
 
 enum Command {
@@ -203,6 +208,9 @@ const SPAWN_TICK: Duration = Duration::from_millis(1);
 /// The next slot must be this late before the spawner adds a connection.
 const SPAWN_LAG_NS: u64 = 200_000;
 const MAX_SPAWN_PER_TICK: usize = 256;
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(1);
+/// A thread whose heartbeat is older than this is starved of CPU.
+const HEARTBEAT_STALE_NS: u64 = 3_000_000;
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// Runs a load test to completion (or until `stop` fires). Blocks the calling
@@ -218,6 +226,7 @@ pub fn run(
             Arc::new(ThreadShared {
                 recorder: Mutex::new(Recorder::new(shared.prepared.len())),
                 in_flight: AtomicU64::new(0),
+                heartbeat_ns: AtomicU64::new(u64::MAX),
             })
         })
         .collect();
@@ -276,6 +285,7 @@ pub fn run(
     }
     Ok(RunResult {
         threads: threads_n,
+        dropped: shared.schedule.dropped(),
         peak_connections: shared.peak_live.load(Ordering::Relaxed),
         ..result
     })
@@ -414,6 +424,28 @@ impl Coordinator<'_> {
         let late_slots = ((now - due) as f64 * rate / 1e9).ceil() as usize;
         let starting = self.shared.starting.load(Ordering::Acquire);
         let live = self.shared.live.load(Ordering::Acquire);
+        let in_flight: u64 = self
+            .threads
+            .iter()
+            .map(|t| t.in_flight.load(Ordering::Relaxed))
+            .sum();
+        // A worker that holds a claimed slot without having sent it means the
+        // generator itself is late (CPU), not short of connections: more
+        // connections would not help.
+        if (in_flight as usize) + starting < live {
+            return;
+        }
+        // A thread that has not run its heartbeat lately is starved of CPU; its
+        // in-flight requests may well be answered already. Spawning then would
+        // only feed the overload.
+        let stale_after = now.saturating_sub(HEARTBEAT_STALE_NS);
+        if self
+            .threads
+            .iter()
+            .any(|t| t.heartbeat_ns.load(Ordering::Relaxed) < stale_after)
+        {
+            return;
+        }
         let n = late_slots
             .saturating_sub(starting)
             .min(max_connections.saturating_sub(live))
@@ -554,6 +586,7 @@ impl Coordinator<'_> {
             interrupted: stop.is_stopped(),
             peak_connections: 0,
             threads: 0,
+            dropped: 0,
         }
     }
 }
@@ -578,6 +611,15 @@ fn thread_main(
             Err(_) => return,
         };
         tokio::task::spawn_local(timer.clone().drive());
+        let beat = mine.clone();
+        tokio::task::spawn_local(async move {
+            let mut ticks = tokio::time::interval(HEARTBEAT_EVERY);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                ticks.tick().await;
+                beat.heartbeat_ns.store(now_ns(), Ordering::Relaxed);
+            }
+        });
         let connector = Rc::new(Connector::new(shared.addrs.clone(), shared.tls.clone()));
         let h2 = shared.http2.then(|| {
             Rc::new(H2Pool::new(
@@ -618,16 +660,18 @@ enum Client {
 }
 
 impl Client {
-    async fn preconnect(&mut self, ctx: &ThreadCtx) {
+    /// Opens the connection ahead of the first request; returns its timings.
+    async fn preconnect(&mut self, ctx: &ThreadCtx) -> Timings {
+        let mut t = Timings::default();
         match self {
             Client::Http1 { conn, .. } => {
-                let mut t = Timings::default();
                 if let Ok(stream) = ctx.connector.connect(&mut t).await {
                     *conn = Some(H1Conn::new(stream));
                 }
             }
-            Client::Http2(pool) => pool.preconnect().await,
+            Client::Http2(pool) => pool.preconnect(&mut t).await,
         }
+        t
     }
 
     /// Forgets a connection left in an unknown state (timeout).
@@ -748,7 +792,17 @@ async fn worker(ctx: Rc<ThreadCtx>) {
         },
     };
     if shared.keepalive {
-        client.preconnect(&ctx).await;
+        let t = client.preconnect(&ctx).await;
+        if t.connect_us.is_some() {
+            let schedule = &shared.schedule;
+            let warmup = schedule.start_ns() == 0 || now_ns() < schedule.measured_start_ns();
+            let warmup = warmup && schedule.has_warmup();
+            ctx.mine
+                .recorder
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record_connection(warmup, &t);
+        }
     }
     let mut gate = shared.gate.subscribe();
     if !*gate.borrow() {

@@ -62,6 +62,8 @@ pub struct Slot {
 struct State {
     /// Offset of the next open-model arrival from the start (ns, fractional).
     next_offset_ns: f64,
+    /// Open-model slots handed out so far.
+    index: u64,
     measured_issued: u64,
     rng: fastrand::Rng,
 }
@@ -87,6 +89,7 @@ impl Schedule {
             start_ns: AtomicU64::new(0),
             state: Mutex::new(State {
                 next_offset_ns: 0.0,
+                index: 0,
                 measured_issued: 0,
                 rng: fastrand::Rng::with_seed(seed),
             }),
@@ -115,6 +118,11 @@ impl Schedule {
     /// Start of the measured window (after warmup).
     pub fn measured_start_ns(&self) -> u64 {
         self.start_ns() + self.limits.warmup_ns
+    }
+
+    /// The schedule begins with a warmup period.
+    pub fn has_warmup(&self) -> bool {
+        self.limits.warmup_ns > 0
     }
 
     /// Stops handing out slots (Ctrl-C, SIGTERM).
@@ -151,7 +159,9 @@ impl Schedule {
             LoadModel::Closed { .. } => now_ns,
             LoadModel::Open { .. } => start + state.next_offset_ns as u64,
         };
-        if end.is_some_and(|end| intended_ns >= end) {
+        if end.is_some_and(|end| intended_ns >= end || now_ns >= end) {
+            // The window is over; late open-model slots still unsent are dropped
+            // (counted by `dropped`), so a run ends on time however slow the target.
             return self.exhaust();
         }
         let warmup = intended_ns < warmup_end;
@@ -167,12 +177,15 @@ impl Schedule {
         }
         if let LoadModel::Open { rate, arrival, .. } = self.model {
             let mean_gap_ns = 1e9 / rate;
-            let gap = match arrival {
-                Arrival::Uniform => mean_gap_ns,
+            state.index += 1;
+            state.next_offset_ns = match arrival {
+                // From the index, not by accumulation, so rounding never adds a slot.
+                Arrival::Uniform => state.index as f64 * 1e9 / rate,
                 // Inverse transform of an exponential; 1 - u is in (0, 1].
-                Arrival::Poisson => -(1.0 - state.rng.f64()).ln() * mean_gap_ns,
+                Arrival::Poisson => {
+                    state.next_offset_ns - (1.0 - state.rng.f64()).ln() * mean_gap_ns
+                }
             };
-            state.next_offset_ns += gap;
             self.next_due_ns
                 .store(start + state.next_offset_ns as u64, Ordering::Release);
         }
@@ -180,6 +193,39 @@ impl Schedule {
             intended_ns,
             warmup,
         })
+    }
+
+    /// Open-model arrivals of the measured window that were never sent because
+    /// the window ended while they waited for a free connection.
+    pub fn dropped(&self) -> u64 {
+        let LoadModel::Open { rate, arrival, .. } = self.model else {
+            return 0;
+        };
+        let Some(duration) = self.limits.duration_ns else {
+            return 0;
+        };
+        if self.is_stopped() {
+            return 0;
+        }
+        let end_offset = (self.limits.warmup_ns + duration) as f64;
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mean_gap_ns = 1e9 / rate;
+        let mut offset = state.next_offset_ns;
+        let mut index = state.index;
+        let mut issued = state.measured_issued;
+        let mut dropped = 0;
+        while offset < end_offset && self.limits.max_requests.is_none_or(|max| issued < max) {
+            if offset >= self.limits.warmup_ns as f64 {
+                dropped += 1;
+                issued += 1;
+            }
+            index += 1;
+            offset = match arrival {
+                Arrival::Uniform => index as f64 * 1e9 / rate,
+                Arrival::Poisson => offset - (1.0 - state.rng.f64()).ln() * mean_gap_ns,
+            };
+        }
+        dropped
     }
 
     fn exhaust(&self) -> Option<Slot> {
@@ -218,6 +264,21 @@ mod tests {
     }
 
     #[test]
+    fn uniform_rounding_never_adds_a_slot() {
+        for rate in [300.0, 7.0, 333.0, 20_000.0, 99_999.0] {
+            let limits = Limits {
+                warmup_ns: 0,
+                duration_ns: Some(2_000_000_000),
+                max_requests: None,
+            };
+            let s = Schedule::new(open(rate, Arrival::Uniform), limits, 1);
+            s.start(0);
+            let n = std::iter::from_fn(|| s.next(0)).count();
+            assert_eq!(n as f64, (2.0 * rate).ceil(), "rate {rate}");
+        }
+    }
+
+    #[test]
     fn poisson_gaps_have_the_right_mean_and_spread() {
         let limits = Limits {
             max_requests: Some(100_000),
@@ -250,6 +311,22 @@ mod tests {
         let slots: Vec<_> = std::iter::from_fn(|| s.next(0)).collect();
         assert_eq!(slots.iter().filter(|x| x.warmup).count(), 5);
         assert_eq!(slots.iter().filter(|x| !x.warmup).count(), 10);
+    }
+
+    #[test]
+    fn slots_still_unsent_when_the_window_ends_are_dropped_and_counted() {
+        let limits = Limits {
+            warmup_ns: 0,
+            duration_ns: Some(1_000_000_000),
+            max_requests: None,
+        };
+        let s = Schedule::new(open(100.0, Arrival::Uniform), limits, 1);
+        s.start(0);
+        for _ in 0..40 {
+            assert!(s.next(0).is_some());
+        }
+        assert!(s.next(1_000_000_000).is_none(), "the window is over");
+        assert_eq!(s.dropped(), 60);
     }
 
     #[test]

@@ -111,6 +111,9 @@ pub struct RunSummary {
     pub ok: u64,
     /// Errors by kind: connect, timeout, tls, io, protocol, status_4xx, status_5xx.
     pub errors: BTreeMap<String, u64>,
+    /// Open-model arrivals never sent: every allowed connection was busy until the window ended.
+    #[serde(default)]
+    pub dropped: u64,
     /// Errors over requests (0..1).
     #[serde(default)]
     pub error_rate: f64,

@@ -27,7 +27,7 @@ pub fn fmt_count(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -95,6 +95,14 @@ pub fn render_run(s: &RunSummary) -> String {
             .map(|(k, n)| format!("{k} {}", fmt_count(*n)))
             .collect();
         let _ = writeln!(out, "  Errors      {}", kinds.join(" · "));
+    }
+    if s.dropped > 0 {
+        let _ = writeln!(
+            out,
+            "  Dropped     {} arrivals never sent: all {} allowed connections were busy until the window ended",
+            fmt_count(s.dropped),
+            s.max_connections.unwrap_or(0)
+        );
     }
     if let Some(rate) = s.rate_target {
         if s.duration_s > 0.0 && s.throughput_rps < 0.99 * rate && !s.interrupted {
