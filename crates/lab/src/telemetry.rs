@@ -564,6 +564,71 @@ fn array(values: impl Iterator<Item = Json>) -> Json {
 mod tests {
     use super::*;
 
+    fn span_data(name: &'static str) -> SpanData {
+        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+        SpanData {
+            span_context: SpanContext::new(
+                TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+                SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            ),
+            parent_span_id: SpanId::from_hex("0000000000000001").unwrap(),
+            parent_span_is_remote: true,
+            span_kind: SpanKind::Client,
+            name: name.into(),
+            start_time: UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789),
+            end_time: UNIX_EPOCH + Duration::from_nanos(1_700_000_000_223_456_789),
+            attributes: vec![KeyValue::new("db.system", "sqlite")],
+            dropped_attributes_count: 0,
+            events: Default::default(),
+            links: Default::default(),
+            status: Status::error("timeout"),
+            instrumentation_scope: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let counters = Arc::new(TraceCounters::default());
+        let processor = QueueProcessor {
+            service: Service::Checkout,
+            tx,
+            counters: counters.clone(),
+        };
+        for _ in 0..5 {
+            processor.on_end(span_data("db.query"));
+        }
+        assert_eq!(counters.dropped.load(Ordering::Relaxed), 3);
+        assert!(rx.try_recv().is_ok() && rx.try_recv().is_ok() && rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn spans_encode_with_otlp_json_field_names() {
+        let batch = vec![
+            (Service::Checkout, span_data("db.query")),
+            (Service::Payment, span_data("POST /charge")),
+        ];
+        let v = encode_request(&batch);
+        let rs = v["resourceSpans"].as_array().unwrap();
+        assert_eq!(rs.len(), 2);
+        assert_eq!(
+            rs[1]["resource"]["attributes"][0],
+            json!({"key": "service.name", "value": {"stringValue": "payment"}})
+        );
+        let span = &rs[0]["scopeSpans"][0]["spans"][0];
+        assert_eq!(span["traceId"], "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(span["spanId"], "00f067aa0ba902b7");
+        assert_eq!(span["parentSpanId"], "0000000000000001");
+        assert_eq!(span["kind"], 3);
+        assert_eq!(span["startTimeUnixNano"], "1700000000123456789");
+        assert_eq!(span["endTimeUnixNano"], "1700000000223456789");
+        assert_eq!(span["status"], json!({"code": 2, "message": "timeout"}));
+        assert_eq!(span["flags"], 0x301);
+    }
+
     #[test]
     fn otlp_url() {
         assert_eq!(

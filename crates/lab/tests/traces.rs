@@ -269,3 +269,95 @@ async fn otlp_http_export_posts_json_to_v1_traces() {
         .as_array()
         .is_some_and(|a| !a.is_empty()));
 }
+
+/// Reads every span of a trace file (service, name, parent, attributes).
+fn read_spans(path: &std::path::Path) -> Vec<Span> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut spans = Vec::new();
+    for line in text.lines() {
+        let request: Value = serde_json::from_str(line).unwrap();
+        for rs in request["resourceSpans"].as_array().unwrap() {
+            let service = rs["resource"]["attributes"][0]["value"]["stringValue"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            for ss in rs["scopeSpans"].as_array().unwrap() {
+                for s in ss["spans"].as_array().unwrap() {
+                    spans.push(Span {
+                        service: service.clone(),
+                        trace_id: s["traceId"].as_str().unwrap().to_string(),
+                        span_id: s["spanId"].as_str().unwrap().to_string(),
+                        parent: s["parentSpanId"].as_str().map(String::from),
+                        name: s["name"].as_str().unwrap().to_string(),
+                        kind: s["kind"].as_i64().unwrap(),
+                        start: s["startTimeUnixNano"].as_str().unwrap().parse().unwrap(),
+                        end: s["endTimeUnixNano"].as_str().unwrap().parse().unwrap(),
+                        attributes: s["attributes"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|a| (a["key"].as_str().unwrap().to_string(), a["value"].clone()))
+                            .collect(),
+                    });
+                }
+            }
+        }
+    }
+    spans
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n_plus_one_and_stalls_show_in_traces() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("spans.jsonl");
+    let mut config = small_config();
+    config.n_plus_one = true;
+    config.stall = Some(chokepoint_lab::Stall {
+        every: Duration::from_millis(200),
+        pause: Duration::from_millis(100),
+    });
+    config.trace.trace_file = Some(file.clone());
+    let lab = start(config).await.unwrap();
+    let mut conn = Conn::open(lab.addr()).await;
+    let r = conn.send("GET", "/orders?user_id=4", "", &[]).await;
+    assert_eq!(r.status, 200);
+    let until = std::time::Instant::now() + Duration::from_millis(600);
+    let mut n = 0;
+    while std::time::Instant::now() < until && n < 2_000 {
+        assert_eq!(conn.send("POST", "/checkout", "", &[]).await.status, 200);
+        n += 1;
+    }
+    let stats = lab.shutdown().await;
+    let spans = read_spans(&file);
+
+    let orders = find(&spans, "checkout", "GET /orders");
+    let queries = spans
+        .iter()
+        .filter(|s| s.name == "db.query" && s.parent.as_deref() == Some(orders.span_id.as_str()))
+        .count();
+    assert_eq!(queries, 11, "1 orders query + 10 customer queries");
+
+    let stall_waits: Vec<&Span> = spans.iter().filter(|s| s.name == "stall.wait").collect();
+    assert!(stats.stalls >= 2, "{}", stats.stalls);
+    assert!(!stall_waits.is_empty(), "a request waited for a pause");
+    assert!(stall_waits.iter().all(|s| is_wait(s)));
+}
+
+// One thread: the exporter cannot drain while the request path runs, so a
+// one-span queue overflows deterministically.
+#[tokio::test(flavor = "current_thread")]
+async fn a_full_export_queue_drops_and_counts_instead_of_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_config();
+    config.trace.trace_file = Some(dir.path().join("spans.jsonl"));
+    config.trace.queue_capacity = 1;
+    let lab = start(config).await.unwrap();
+    let mut conn = Conn::open(lab.addr()).await;
+    for _ in 0..5 {
+        assert_eq!(conn.send("POST", "/checkout", "", &[]).await.status, 200);
+    }
+    let stats = lab.shutdown().await;
+    // 5 checkouts make ~55 spans, several between two exporter turns.
+    assert!(stats.spans_dropped > 0, "{stats:?}");
+    assert!(stats.spans_exported > 0, "{stats:?}");
+}
