@@ -1,0 +1,18 @@
+# Sourced by the bench scripts: starts one nginx worker on a loopback port and
+# sets $url; stops it on exit. Installs nginx from Debian's packages if missing.
+command -v nginx >/dev/null || { apt-get update -qq >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
+nginx_dir=$(mktemp -d)
+nginx_port=$((20000 + RANDOM % 20000))
+cat >"$nginx_dir/nginx.conf" <<CONF
+worker_processes 1;
+pid $nginx_dir/nginx.pid;
+error_log $nginx_dir/error.log;
+events { worker_connections 16384; }
+worker_rlimit_nofile 65536;
+http { access_log off; keepalive_requests 100000000;
+  server { listen 127.0.0.1:$nginx_port backlog=4096; location / { return 200 "hello world\n"; } } }
+CONF
+nginx -c "$nginx_dir/nginx.conf"
+trap 'kill $(cat $nginx_dir/nginx.pid) 2>/dev/null; rm -rf "$nginx_dir"' EXIT
+url=http://127.0.0.1:$nginx_port/
+sleep 0.3
