@@ -1,5 +1,6 @@
-//! Measures the figures quoted in docs/lab.md: seeding time at the default size and
-//! the cost of the missing `orders(user_id)` index on `GET /orders`.
+//! Measures the figures quoted in docs/lab.md: seeding time at the default size,
+//! the cost of the missing `orders(user_id)` index on `GET /orders`, the cost of
+//! one bestseller cache fill, and what span export costs `POST /checkout`.
 //!
 //! `cargo run -p chokepoint-lab --example lab_figures` (loopback only, ~1 minute).
 
@@ -47,6 +48,46 @@ fn show(label: &str, v: &[Duration]) {
     );
 }
 
+/// Closed loop: 16 connections, 3 s of `POST /checkout`; returns requests per second.
+async fn checkout_throughput(config: LabConfig) -> f64 {
+    let lab = start(config).await.expect("lab starts");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut workers = Vec::new();
+    for _ in 0..16 {
+        let addr = lab.addr();
+        workers.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let mut done = 0_u64;
+            while Instant::now() < deadline && done < 100_000 {
+                let req = http::Request::post("/checkout")
+                    .header("host", addr.to_string())
+                    .body(Full::new(bytes::Bytes::new()))
+                    .unwrap();
+                sender.ready().await.unwrap();
+                let resp = sender.send_request(req).await.unwrap();
+                assert_eq!(resp.status(), 200);
+                let _ = resp.into_body().collect().await.unwrap();
+                done += 1;
+            }
+            done
+        }));
+    }
+    let mut total = 0;
+    for w in workers {
+        total += w.await.unwrap();
+    }
+    let stats = lab.shutdown().await;
+    println!(
+        "  spans exported {}, dropped {}",
+        stats.spans_exported, stats.spans_dropped
+    );
+    total as f64 / 3.0
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let missing = LabConfig::scenario("missing-index").unwrap();
@@ -62,4 +103,23 @@ async fn main() {
     };
     let fills = latencies(uncached, "ttl=0", |_| "/products".to_string()).await;
     show("cache fill: GET /products", &fills);
+
+    let dir = std::env::temp_dir().join(format!("lab-figures-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let small = chokepoint_lab::SeedSize {
+        customers: 1_000,
+        products: 100,
+        orders: 10_000,
+    };
+    let untraced = LabConfig {
+        seed: small,
+        ..LabConfig::default()
+    };
+    let mut traced = untraced.clone();
+    traced.trace.trace_file = Some(dir.join("spans.jsonl"));
+    let off = checkout_throughput(untraced).await;
+    println!("tracing off: POST /checkout {off:.0} req/s (16 connections)");
+    let on = checkout_throughput(traced).await;
+    println!("trace file:  POST /checkout {on:.0} req/s (16 connections)");
+    let _ = std::fs::remove_dir_all(&dir);
 }
