@@ -81,25 +81,25 @@ pub struct LabArgs {
     /// Start from a scenario preset (other knobs override it).
     #[arg(long, value_name = "NAME", value_parser = scenario_arg)]
     scenario: Option<String>,
-    /// Database connections in the pool.
+    /// Database connections in the pool [default: 16].
     #[arg(long, value_name = "N")]
     pool_size: Option<usize>,
-    /// Extra time the /checkout order write holds its connection.
+    /// Time the /checkout order write holds its connection in all [default: 0].
     #[arg(long, value_name = "DUR", value_parser = duration_arg)]
     db_hold: Option<Duration>,
-    /// Simulated network round trip per SQL statement batch.
+    /// Simulated network round trip per SQL statement batch [default: 0].
     #[arg(long, value_name = "DUR", value_parser = duration_arg)]
     db_rtt: Option<Duration>,
-    /// Payment gateway latency distribution.
+    /// Payment gateway latency distribution [default: fixed:2ms].
     #[arg(long, value_name = "DIST", value_parser = dist_arg)]
     payment_latency: Option<LatencyDist>,
-    /// Email service latency distribution.
+    /// Email service latency distribution [default: fixed:1ms].
     #[arg(long, value_name = "DIST", value_parser = dist_arg)]
     email_latency: Option<LatencyDist>,
-    /// Workers serving the async email queue (with --fix async-email).
+    /// Workers serving the async email queue, with --fix async-email [default: 32].
     #[arg(long, value_name = "N")]
     email_workers: Option<usize>,
-    /// Bound of the async email queue; a full queue drops and counts.
+    /// Bound of the async email queue; a full queue drops and counts [default: 10000].
     #[arg(long, value_name = "N")]
     email_queue: Option<usize>,
     /// Load each order's customer with its own query on GET /orders.
@@ -108,10 +108,10 @@ pub struct LabArgs {
     /// Do not create the orders(user_id) index.
     #[arg(long)]
     missing_index: bool,
-    /// Time the inventory update holds the shared lock.
+    /// Time the inventory update holds the shared lock [default: 0].
     #[arg(long, value_name = "DUR", value_parser = duration_arg)]
     lock_hold: Option<Duration>,
-    /// Time-to-live of product cache entries.
+    /// Time-to-live of product cache entries [default: 10s].
     #[arg(long, value_name = "DUR", value_parser = duration_arg)]
     cache_ttl: Option<Duration>,
     /// Every concurrent cache miss recomputes the entry (no single-flight).
@@ -123,16 +123,16 @@ pub struct LabArgs {
     /// Length of each pause (default 100ms when --stall-every is given).
     #[arg(long, value_name = "DUR", value_parser = duration_arg)]
     stall_for: Option<Duration>,
-    /// Bytes each checkout allocates and never frees.
+    /// Bytes each checkout allocates and never frees [default: 0].
     #[arg(long, value_name = "SIZE", value_parser = size_arg)]
     leak_per_request: Option<u64>,
-    /// Seeded customers.
+    /// Seeded customers [default: 10000].
     #[arg(long, value_name = "N")]
     customers: Option<u32>,
-    /// Seeded products.
+    /// Seeded products [default: 1000].
     #[arg(long, value_name = "N")]
     products: Option<u32>,
-    /// Seeded historic orders.
+    /// Seeded historic orders [default: 200000].
     #[arg(long, value_name = "N")]
     orders: Option<u32>,
     /// Apply a fix (repeatable).
@@ -144,7 +144,7 @@ pub struct LabArgs {
     /// Append spans to this file as OTLP/JSON lines.
     #[arg(long, value_name = "PATH")]
     trace_file: Option<PathBuf>,
-    /// Spans buffered for export; more are dropped and counted.
+    /// Spans buffered for export; more are dropped and counted [default: 16384].
     #[arg(long, value_name = "N")]
     trace_queue: Option<usize>,
     /// Print the effective configuration as JSON after the `listening on` line.

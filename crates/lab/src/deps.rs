@@ -106,6 +106,15 @@ pub(crate) enum CallError {
     Failed(String),
 }
 
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Timeout => f.write_str("timed out"),
+            CallError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
 /// HTTP client for the dependencies (keep-alive pool, W3C `traceparent` injected).
 pub(crate) struct DepClient {
     client: Client<HttpConnector, Full<Bytes>>,

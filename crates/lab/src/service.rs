@@ -396,7 +396,7 @@ impl Lab {
                     }
                     Err(e) => {
                         self.counters.email_errors.fetch_add(1, Ordering::Relaxed);
-                        return Err(Failure::Dependency(format!("email service: {e:?}")));
+                        return Err(Failure::Dependency(format!("email service: {e}")));
                     }
                 }
             }
