@@ -96,7 +96,7 @@ pub struct LabArgs {
     /// Email service latency distribution [default: fixed:1ms].
     #[arg(long, value_name = "DIST", value_parser = dist_arg)]
     email_latency: Option<LatencyDist>,
-    /// Workers serving the async email queue, with --fix async-email [default: 32].
+    /// Workers serving the async email queue, with --fix async-email [default: 128].
     #[arg(long, value_name = "N")]
     email_workers: Option<usize>,
     /// Bound of the async email queue; a full queue drops and counts [default: 10000].

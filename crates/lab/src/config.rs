@@ -484,7 +484,7 @@ impl Default for LabConfig {
             payment_timeout: None,
             email_latency: LatencyDist::Fixed(Duration::from_millis(1)),
             async_email: false,
-            email_workers: 32,
+            email_workers: 128,
             email_queue_capacity: 10_000,
             n_plus_one: false,
             missing_index: false,
