@@ -338,3 +338,31 @@ async fn every_scenario_and_its_fix_serve_their_request() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_labs_run_side_by_side_in_one_process() {
+    let mut traced = small_config();
+    let dir = tempfile::tempdir().unwrap();
+    traced.trace.trace_file = Some(dir.path().join("a.jsonl"));
+    let (a, b) = tokio::join!(
+        start(traced),
+        start(small_config().with_fix(Fix::AsyncEmail))
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_ne!(a.addr(), b.addr());
+    assert_eq!(
+        request(a.addr(), "POST", "/checkout", "").await.json()["email"],
+        "sent"
+    );
+    assert_eq!(
+        request(b.addr(), "POST", "/checkout", "").await.json()["email"],
+        "queued"
+    );
+    let (sa, sb) = tokio::join!(a.shutdown(), b.shutdown());
+    assert_eq!((sa.checkouts, sb.checkouts), (1, 1));
+    assert!(sa.spans_exported > 0);
+    assert_eq!(
+        sb.spans_exported, 0,
+        "b exports nothing: tracing is per lab"
+    );
+}
