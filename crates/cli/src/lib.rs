@@ -5,6 +5,7 @@
 //! engine, stats and lab crates know nothing of either.
 
 pub mod args;
+pub mod demo_cmd;
 pub mod lab_cmd;
 pub mod output;
 pub mod run_cmd;

@@ -1,6 +1,6 @@
 //! The `chokepoint` binary: parse, dispatch, print the error, choose the exit code.
 
-use chokepoint::{lab_cmd, run_cmd, Failure};
+use chokepoint::{demo_cmd, lab_cmd, run_cmd, Failure};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -22,6 +22,11 @@ enum Command {
         after_help = "Examples:\n  chokepoint run http://127.0.0.1:8080/ -c 50 -z 30s\n  chokepoint run http://127.0.0.1:8080/api --rate 2000 --warmup 5s --out results/\n  chokepoint run scenario.toml --json"
     )]
     Run(run_cmd::RunArgs),
+    /// The whole method on the built-in lab: plant a bottleneck, baseline, fix, validate.
+    #[command(
+        after_help = "Examples:\n  chokepoint demo\n  chokepoint demo --scenario sync-email --quick\n  chokepoint demo --out demo-results/"
+    )]
+    Demo(demo_cmd::DemoArgs),
     /// Run the checkout lab service (a system under test with plantable bottlenecks).
     Lab(lab_cmd::LabArgs),
 }
@@ -55,6 +60,7 @@ fn main() {
     };
     let result = match cli.command {
         Command::Run(args) => run_cmd::run(args),
+        Command::Demo(args) => demo_cmd::run(args),
         Command::Lab(args) => lab_cmd::run(args).map_err(|e| Failure::Usage(format!("{e:#}"))),
     };
     match result {

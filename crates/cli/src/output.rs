@@ -19,6 +19,9 @@ pub const HLOG_FILE: &str = "latency.hlog";
 /// Per-second time series.
 pub const TIMESERIES_FILE: &str = "timeseries.csv";
 
+/// Runs longer than this many seconds keep no interval histograms in memory.
+pub const MAX_KEPT_INTERVALS: usize = 600;
+
 /// Receives intervals from the engine and writes them out.
 pub struct RunOutput {
     dir: Option<PathBuf>,
@@ -26,6 +29,9 @@ pub struct RunOutput {
     csv: Option<BufWriter<File>>,
     progress: Option<ProgressBar>,
     last_rps: f64,
+    /// Latency histogram of every measured second, for in-process comparisons
+    /// (bounded: dropped once a run outgrows `MAX_KEPT_INTERVALS` seconds).
+    intervals: Vec<chokepoint_stats::Histogram>,
     /// The first write error; reported at the end instead of interrupting the run.
     pub io_error: Option<String>,
 }
@@ -43,6 +49,7 @@ impl RunOutput {
             csv: None,
             progress: None,
             last_rps: 0.0,
+            intervals: Vec::new(),
             io_error: None,
         };
         if let Some(dir) = dir {
@@ -95,6 +102,11 @@ impl RunOutput {
                 .map_or_else(String::new, |d| d.display().to_string());
             self.io_error = Some(format!("writing to {dir}: {e}"));
         }
+    }
+
+    /// The per-second latency histograms kept (empty when the run outgrew the bound).
+    pub fn take_intervals(&mut self) -> Vec<chokepoint_stats::Histogram> {
+        std::mem::take(&mut self.intervals)
     }
 
     /// Writes `summary.json` (when writing a directory) and clears the progress line.
@@ -156,6 +168,12 @@ impl Observer for RunOutput {
             max_ms: latency.max_ms,
             in_flight: r.in_flight,
         };
+        if r.index < MAX_KEPT_INTERVALS as u64 {
+            self.intervals.push(s.latency.clone());
+        } else {
+            // Long runs are compared from their interval log on disk instead.
+            self.intervals = Vec::new();
+        }
         let line = hlog::interval_line(&s.latency, r.start_s, r.length_s);
         let mut result = Ok(());
         if let Some(h) = self.hlog.as_mut() {

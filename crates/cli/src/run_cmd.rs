@@ -1,7 +1,7 @@
 //! `chokepoint run`: the Baseline step.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chokepoint_engine::{ErrorCounts, LoadModel, RunResult, StopSignal};
 use chokepoint_report::redact::redact_url;
@@ -41,22 +41,50 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     let plan = args::plan(&args.request, &args.connection, &args.load).map_err(Failure::Usage)?;
     let stop = StopSignal::new();
     signals::stop_on_signals(&stop);
-    let mut output = RunOutput::new(args.out.as_deref(), args.quiet, plan.expected_duration)
-        .map_err(Failure::Usage)?;
-    let result = chokepoint_engine::run(plan.config.clone(), &mut output, &stop)
-        .map_err(|e| Failure::Usage(e.to_string()))?;
-    let summary = build_summary(&plan, &result);
-    let json = serde_json::to_string_pretty(&summary).expect("summaries serialize");
-    output.finish(&json).map_err(Failure::Usage)?;
+    let done = execute(&plan, args.out.as_deref(), args.quiet, &stop)?;
     if args.json {
-        crate::print_stdout(&format!("{json}\n"));
+        crate::print_stdout(&format!("{}\n", done.json));
     } else {
-        crate::print_stdout(&chokepoint_report::text::render_run(&summary));
+        crate::print_stdout(&chokepoint_report::text::render_run(&done.summary));
     }
-    Ok(if result.interrupted {
+    Ok(if done.result.interrupted {
         EXIT_INTERRUPTED
     } else {
         0
+    })
+}
+
+/// A finished run: the engine's result, its summary, and the summary as JSON.
+pub struct Executed {
+    /// What the engine measured.
+    pub result: RunResult,
+    /// `summary.json`'s content.
+    pub summary: RunSummary,
+    /// The same, serialized.
+    pub json: String,
+    /// The measured window's per-second latency histograms (for comparisons;
+    /// empty for runs longer than [`crate::output::MAX_KEPT_INTERVALS`] seconds).
+    pub intervals: Vec<chokepoint_stats::Histogram>,
+}
+
+/// Runs a plan, writing the run directory when `out` is given.
+pub fn execute(
+    plan: &Plan,
+    out: Option<&Path>,
+    quiet: bool,
+    stop: &StopSignal,
+) -> Result<Executed, Failure> {
+    let mut output = RunOutput::new(out, quiet, plan.expected_duration).map_err(Failure::Usage)?;
+    let result = chokepoint_engine::run(plan.config.clone(), &mut output, stop)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let summary = build_summary(plan, &result);
+    let json = serde_json::to_string_pretty(&summary).expect("summaries serialize");
+    output.finish(&json).map_err(Failure::Usage)?;
+    Ok(Executed {
+        result,
+        summary,
+        json,
+        intervals: output.take_intervals(),
     })
 }
 
