@@ -105,6 +105,7 @@ pub fn run(args: DemoArgs) -> Result<i32, Failure> {
         &plan,
         args.out.as_ref().map(|d| d.join("baseline")).as_deref(),
         quiet,
+        true,
         &stop,
     )?;
     runtime.block_on(lab.shutdown());
@@ -137,6 +138,7 @@ pub fn run(args: DemoArgs) -> Result<i32, Failure> {
         &plan,
         args.out.as_ref().map(|d| d.join("fixed")).as_deref(),
         quiet,
+        true,
         &stop,
     )?;
     runtime.block_on(lab.shutdown());

@@ -32,6 +32,7 @@ pub struct RunOutput {
     /// Latency histogram of every measured second, for in-process comparisons
     /// (bounded: dropped once a run outgrows `MAX_KEPT_INTERVALS` seconds).
     intervals: Vec<chokepoint_stats::Histogram>,
+    keep_intervals: bool,
     /// The first write error; reported at the end instead of interrupting the run.
     pub io_error: Option<String>,
 }
@@ -50,6 +51,7 @@ impl RunOutput {
             progress: None,
             last_rps: 0.0,
             intervals: Vec::new(),
+            keep_intervals: false,
             io_error: None,
         };
         if let Some(dir) = dir {
@@ -102,6 +104,12 @@ impl RunOutput {
                 .map_or_else(String::new, |d| d.display().to_string());
             self.io_error = Some(format!("writing to {dir}: {e}"));
         }
+    }
+
+    /// Keeps every measured second's latency histogram in memory (for
+    /// in-process comparisons of short runs; off by default).
+    pub fn keep_intervals(&mut self) {
+        self.keep_intervals = true;
     }
 
     /// The per-second latency histograms kept (empty when the run outgrew the bound).
@@ -168,7 +176,8 @@ impl Observer for RunOutput {
             max_ms: latency.max_ms,
             in_flight: r.in_flight,
         };
-        if r.index < MAX_KEPT_INTERVALS as u64 {
+        if !self.keep_intervals {
+        } else if r.index < MAX_KEPT_INTERVALS as u64 {
             self.intervals.push(s.latency.clone());
         } else {
             // Long runs are compared from their interval log on disk instead.

@@ -41,7 +41,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     let plan = args::plan(&args.request, &args.connection, &args.load).map_err(Failure::Usage)?;
     let stop = StopSignal::new();
     signals::stop_on_signals(&stop);
-    let done = execute(&plan, args.out.as_deref(), args.quiet, &stop)?;
+    let done = execute(&plan, args.out.as_deref(), args.quiet, false, &stop)?;
     if args.json {
         crate::print_stdout(&format!("{}\n", done.json));
     } else {
@@ -67,14 +67,19 @@ pub struct Executed {
     pub intervals: Vec<chokepoint_stats::Histogram>,
 }
 
-/// Runs a plan, writing the run directory when `out` is given.
+/// Runs a plan, writing the run directory when `out` is given; with
+/// `keep_intervals` the per-second histograms stay in memory for comparisons.
 pub fn execute(
     plan: &Plan,
     out: Option<&Path>,
     quiet: bool,
+    keep_intervals: bool,
     stop: &StopSignal,
 ) -> Result<Executed, Failure> {
     let mut output = RunOutput::new(out, quiet, plan.expected_duration).map_err(Failure::Usage)?;
+    if keep_intervals {
+        output.keep_intervals();
+    }
     let result = chokepoint_engine::run(plan.config.clone(), &mut output, stop)
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let summary = build_summary(plan, &result);
