@@ -27,3 +27,6 @@ pub mod bootstrap;
 pub mod changepoint;
 pub mod compare;
 pub mod significance;
+pub mod drift;
+pub mod knee;
+pub mod usl;
