@@ -23,6 +23,7 @@
 
 mod clock;
 mod conn;
+mod deadline;
 mod h2;
 mod http1;
 mod recorder;

@@ -78,6 +78,8 @@ pub struct Schedule {
     next_due_ns: AtomicU64,
     stopped: AtomicBool,
     exhausted: AtomicBool,
+    /// Closed model: measured slots handed out (lock-free path).
+    closed_issued: AtomicU64,
 }
 
 impl Schedule {
@@ -96,6 +98,7 @@ impl Schedule {
             next_due_ns: AtomicU64::new(u64::MAX),
             stopped: AtomicBool::new(false),
             exhausted: AtomicBool::new(false),
+            closed_issued: AtomicU64::new(0),
         }
     }
 
@@ -154,6 +157,24 @@ impl Schedule {
         let start = self.start_ns();
         let warmup_end = start + self.limits.warmup_ns;
         let end = self.limits.duration_ns.map(|d| warmup_end + d);
+        if let LoadModel::Closed { .. } = self.model {
+            // Due now: no shared state to update unless requests are counted.
+            if end.is_some_and(|end| now_ns >= end) {
+                return self.exhaust();
+            }
+            let warmup = now_ns < warmup_end;
+            if !warmup {
+                if let Some(max) = self.limits.max_requests {
+                    if self.closed_issued.fetch_add(1, Ordering::AcqRel) >= max {
+                        return self.exhaust();
+                    }
+                }
+            }
+            return Some(Slot {
+                intended_ns: now_ns,
+                warmup,
+            });
+        }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let intended_ns = match self.model {
             LoadModel::Closed { .. } => now_ns,
