@@ -205,5 +205,6 @@ pub fn build_summary(plan: &Plan, result: &RunResult) -> RunSummary {
         http2: config.http2,
         tls_verification_disabled: config.insecure,
         timeout_s: config.timeout.as_secs_f64(),
+        resources: None,
     }
 }

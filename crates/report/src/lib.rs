@@ -12,3 +12,6 @@ pub mod text;
 pub mod timeseries;
 
 pub use summary::{LatencyMs, RequestSummary, RunSummary, WarmupSummary, RUN_SCHEMA};
+pub mod resources;
+pub mod soak;
+pub mod stress;
