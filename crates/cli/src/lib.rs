@@ -5,10 +5,16 @@
 //! engine, stats and lab crates know nothing of either.
 
 pub mod args;
+pub mod budgets;
+pub mod check_cmd;
+pub mod compare_cmd;
 pub mod demo_cmd;
+pub mod history_cmd;
 pub mod lab_cmd;
+pub mod metrics;
 pub mod output;
 pub mod run_cmd;
+pub mod rundir;
 pub mod scenario;
 pub mod signals;
 pub mod units;

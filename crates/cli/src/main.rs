@@ -1,6 +1,6 @@
 //! The `chokepoint` binary: parse, dispatch, print the error, choose the exit code.
 
-use chokepoint::{demo_cmd, lab_cmd, run_cmd, Failure};
+use chokepoint::{check_cmd, compare_cmd, demo_cmd, history_cmd, lab_cmd, run_cmd, Failure};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -29,6 +29,21 @@ enum Command {
     Demo(demo_cmd::DemoArgs),
     /// Run the checkout lab service (a system under test with plantable bottlenecks).
     Lab(lab_cmd::LabArgs),
+    /// Validate: did AFTER really change from BEFORE, beyond noise, under comparable conditions?
+    #[command(
+        after_help = "Examples:\n  chokepoint compare before/ after/\n  chokepoint compare before/ after/ --fail-on-regression --strict\n  chokepoint compare before/ after/ --json\n  chokepoint compare before/ after/ --markdown comparison.md\n\nExit codes: 0 done, 1 a metric regressed (with --fail-on-regression), 2 bad input or (with --strict) runs not comparable."
+    )]
+    Compare(compare_cmd::CompareArgs),
+    /// Keep it fixed: check a run against latency, error-rate, throughput and regression budgets.
+    #[command(
+        after_help = "Examples:\n  chokepoint check results/ --budget budgets.toml\n  chokepoint check results/ --budget budgets.toml --baseline main-results/ --junit budgets.xml --markdown \"$GITHUB_STEP_SUMMARY\"\n\nExit codes: 0 all budgets hold, 1 a budget failed, 2 bad input. Format: docs/budgets.md."
+    )]
+    Check(check_cmd::CheckArgs),
+    /// Keep it fixed over time: store runs in SQLite and find change points.
+    #[command(
+        after_help = "Examples:\n  chokepoint history add results/ --db perf.sqlite --label \"$GIT_COMMIT\"\n  chokepoint history list --db perf.sqlite\n  chokepoint history check --db perf.sqlite --metric p99"
+    )]
+    History(history_cmd::HistoryArgs),
 }
 
 fn main() {
@@ -62,6 +77,9 @@ fn main() {
         Command::Run(args) => run_cmd::run(args),
         Command::Demo(args) => demo_cmd::run(args),
         Command::Lab(args) => lab_cmd::run(args).map_err(|e| Failure::Usage(format!("{e:#}"))),
+        Command::Compare(args) => compare_cmd::run(args),
+        Command::Check(args) => check_cmd::run(args),
+        Command::History(args) => history_cmd::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

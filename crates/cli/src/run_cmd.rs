@@ -31,6 +31,10 @@ pub struct RunArgs {
     /// No progress display (it only shows on a terminal anyway).
     #[arg(long)]
     quiet: bool,
+    /// Serve live Prometheus metrics at http://ADDR/metrics during the run
+    /// (HOST:PORT, or a bare PORT for 127.0.0.1; port 0 picks one and prints it).
+    #[arg(long = "metrics-listen", value_name = "ADDR", value_parser = crate::metrics::parse_listen)]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Exit code of an interrupted run (128 + SIGINT).
@@ -41,7 +45,37 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     let plan = args::plan(&args.request, &args.connection, &args.load).map_err(Failure::Usage)?;
     let stop = StopSignal::new();
     signals::stop_on_signals(&stop);
-    let done = execute(&plan, args.out.as_deref(), args.quiet, false, &stop)?;
+    let metrics = match args.metrics_listen {
+        Some(addr) => {
+            let info = crate::metrics::RunInfo {
+                target: redact_url(&plan.target_display),
+                model: match plan.config.load {
+                    LoadModel::Open { .. } => "open".into(),
+                    LoadModel::Closed { .. } => "closed".into(),
+                },
+                offered_rate: match plan.config.load {
+                    LoadModel::Open { rate, .. } => Some(rate),
+                    LoadModel::Closed { .. } => None,
+                },
+            };
+            let server =
+                crate::metrics::MetricsServer::start(addr, info).map_err(Failure::Usage)?;
+            eprintln!("metrics: listening on http://{}/metrics", server.addr());
+            Some(server)
+        }
+        None => None,
+    };
+    let mut live = metrics.as_ref().map(|m| m.observer());
+    let done = execute_with(
+        &plan,
+        args.out.as_deref(),
+        args.quiet,
+        false,
+        &stop,
+        live.as_mut()
+            .map(|o| o as &mut dyn chokepoint_engine::Observer),
+    )?;
+    drop(metrics);
     if args.json {
         crate::print_stdout(&format!("{}\n", done.json));
     } else {
@@ -76,12 +110,35 @@ pub fn execute(
     keep_intervals: bool,
     stop: &StopSignal,
 ) -> Result<Executed, Failure> {
+    execute_with(plan, out, quiet, keep_intervals, stop, None)
+}
+
+/// [`execute`], with one more observer called after the run's own output
+/// (live metrics).
+pub fn execute_with(
+    plan: &Plan,
+    out: Option<&Path>,
+    quiet: bool,
+    keep_intervals: bool,
+    stop: &StopSignal,
+    extra: Option<&mut dyn chokepoint_engine::Observer>,
+) -> Result<Executed, Failure> {
     let mut output = RunOutput::new(out, quiet, plan.expected_duration).map_err(Failure::Usage)?;
     if keep_intervals {
         output.keep_intervals();
     }
-    let result = chokepoint_engine::run(plan.config.clone(), &mut output, stop)
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let result = match extra {
+        Some(second) => chokepoint_engine::run(
+            plan.config.clone(),
+            &mut crate::metrics::Tee {
+                first: &mut output,
+                second,
+            },
+            stop,
+        ),
+        None => chokepoint_engine::run(plan.config.clone(), &mut output, stop),
+    }
+    .map_err(|e| Failure::Usage(e.to_string()))?;
     let summary = build_summary(plan, &result);
     let json = serde_json::to_string_pretty(&summary).expect("summaries serialize");
     output.finish(&json).map_err(Failure::Usage)?;

@@ -6,6 +6,10 @@
 //! summary loaded from disk prints exactly like a fresh one.
 #![deny(missing_docs)]
 
+pub mod check;
+pub mod compare;
+pub mod history;
+pub mod markup;
 pub mod redact;
 pub mod summary;
 pub mod text;
