@@ -12,11 +12,13 @@ pub mod demo_cmd;
 pub mod history_cmd;
 pub mod lab_cmd;
 pub mod metrics;
+pub mod otlp_receiver;
 pub mod output;
 pub mod run_cmd;
 pub mod rundir;
 pub mod scenario;
 pub mod signals;
+pub mod traces_cmd;
 pub mod units;
 
 use std::io::Write;

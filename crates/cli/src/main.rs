@@ -1,6 +1,8 @@
 //! The `chokepoint` binary: parse, dispatch, print the error, choose the exit code.
 
-use chokepoint::{check_cmd, compare_cmd, demo_cmd, history_cmd, lab_cmd, run_cmd, Failure};
+use chokepoint::{
+    check_cmd, compare_cmd, demo_cmd, history_cmd, lab_cmd, run_cmd, traces_cmd, Failure,
+};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -44,6 +46,11 @@ enum Command {
         after_help = "Examples:\n  chokepoint history add results/ --db perf.sqlite --label \"$GIT_COMMIT\"\n  chokepoint history list --db perf.sqlite\n  chokepoint history check --db perf.sqlite --metric p99"
     )]
     History(history_cmd::HistoryArgs),
+    /// Isolate: where requests wait, from OpenTelemetry traces (analyze files, or receive OTLP).
+    #[command(
+        after_help = "Examples:\n  chokepoint traces analyze spans.jsonl\n  chokepoint traces analyze spans.jsonl --run results/ --json\n  chokepoint traces listen --write spans.jsonl"
+    )]
+    Traces(traces_cmd::TracesArgs),
 }
 
 fn main() {
@@ -80,6 +87,7 @@ fn main() {
         Command::Compare(args) => compare_cmd::run(args),
         Command::Check(args) => check_cmd::run(args),
         Command::History(args) => history_cmd::run(args),
+        Command::Traces(args) => traces_cmd::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

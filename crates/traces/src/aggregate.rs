@@ -11,10 +11,13 @@
 //! the P50 group comes from the bands of the others.
 //!
 //! For each operation: `share_p50`/`share_p99` are its critical-path time
-//! over the group's total critical-path time, and the **contribution to the
-//! tail** is its mean per-trace critical-path time in the tail group minus
-//! that in the P50 group: how much of the extra latency of a slow trace it
-//! explains. Rows are sorted by that contribution.
+//! over the group's total critical-path time; its **contribution to the
+//! tail** is its mean critical-path time per tail trace (how much of a slow
+//! request's latency it is), and rows are sorted by it. The **extra** over
+//! P50 (mean per tail trace minus mean per P50 trace) says what is different
+//! about the slow traces: an operation that is slow everywhere (a missing
+//! index) has a large contribution and a small extra; one that only slows
+//! the tail (a stop-the-world pause) has both large.
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
@@ -51,6 +54,12 @@ pub struct AggregateConfig {
     pub max_findings: usize,
     /// Slowest traces kept as examples.
     pub slowest_kept: usize,
+    /// Sequential calls to distinct dependencies are reported when running them in
+    /// parallel would save, on average over the traces showing them, at least this
+    /// fraction of their parent's mean duration...
+    pub sequential_min_fraction: f64,
+    /// ...and at least this much (ns).
+    pub sequential_min_saving_ns: f64,
 }
 
 impl Default for AggregateConfig {
@@ -61,6 +70,8 @@ impl Default for AggregateConfig {
             max_keys: 10_000,
             max_findings: 10_000,
             slowest_kept: 10,
+            sequential_min_fraction: 0.1,
+            sequential_min_saving_ns: 1e6,
         }
     }
 }
@@ -110,6 +121,7 @@ struct FindingAgg {
     ns_sum: u128,
     path_ns_sum: u128,
     saving_sum: u128,
+    parent_sum: u128,
     example: (u64, TraceId),
 }
 
@@ -227,6 +239,7 @@ impl Aggregator {
             agg.ns_sum += u128::from(f.ns);
             agg.path_ns_sum += u128::from(f.path_ns);
             agg.saving_sum += u128::from(f.saving_ns);
+            agg.parent_sum += u128::from(f.parent_ns);
             if agg.traces == 1 || f.saving_ns > agg.example.0 {
                 agg.example = (f.saving_ns, t.trace_id);
             }
@@ -330,7 +343,7 @@ impl Aggregator {
                 let v50 = p50.per_key.get(&k).copied().unwrap_or(0);
                 let v99 = tail.per_key.get(&k).copied().unwrap_or(0);
                 let (service, operation, wait) = name(k);
-                let contribution_ns = mean(&tail, v99) - mean(&p50, v50);
+                let extra = mean(&tail, v99) - mean(&p50, v50);
                 TailRow {
                     service,
                     operation,
@@ -339,9 +352,9 @@ impl Aggregator {
                     share_p99: share(&tail, v99),
                     mean_ns_p50: mean(&p50, v50),
                     mean_ns_p99: mean(&tail, v99),
-                    contribution_ns,
-                    contribution_share: if extra_ns > 0.0 {
-                        contribution_ns / extra_ns
+                    extra_ns: extra,
+                    extra_share: if extra_ns > 0.0 {
+                        extra / extra_ns
                     } else {
                         0.0
                     },
@@ -349,9 +362,9 @@ impl Aggregator {
             })
             .collect();
         rows.sort_by(|a, b| {
-            b.contribution_ns
-                .total_cmp(&a.contribution_ns)
-                .then(b.share_p99.total_cmp(&a.share_p99))
+            b.mean_ns_p99
+                .total_cmp(&a.mean_ns_p99)
+                .then(b.extra_ns.total_cmp(&a.extra_ns))
                 .then_with(|| (&a.service, &a.operation).cmp(&(&b.service, &b.operation)))
         });
         let op = |k: OpKey| {
@@ -366,6 +379,15 @@ impl Aggregator {
         let mut findings: Vec<Finding> = self
             .findings
             .iter()
+            .filter(|(k, a)| {
+                if k.kind != FindingKind::SequentialIndependent {
+                    return true;
+                }
+                let saving = a.saving_sum as f64 / a.traces as f64;
+                let parent = a.parent_sum as f64 / a.traces as f64;
+                saving >= self.cfg.sequential_min_saving_ns
+                    && saving >= self.cfg.sequential_min_fraction * parent
+            })
             .map(|(k, a)| {
                 let (service, operation) = op(k.op);
                 let (parent_service, parent_operation) = op(k.parent);
@@ -495,10 +517,10 @@ pub struct TailRow {
     pub mean_ns_p50: f64,
     /// Mean critical-path time per trace, tail group (ns).
     pub mean_ns_p99: f64,
-    /// `mean_ns_p99 - mean_ns_p50`: extra time this operation adds to a tail trace (ns).
-    pub contribution_ns: f64,
-    /// That, over the tail group's extra mean duration.
-    pub contribution_share: f64,
+    /// `mean_ns_p99 - mean_ns_p50`: how much more of it a tail trace has (ns).
+    pub extra_ns: f64,
+    /// That, over the tail group's extra mean duration (tail mean minus P50 mean).
+    pub extra_share: f64,
 }
 
 /// One detector finding, over all traces.
@@ -558,7 +580,7 @@ pub struct Report {
     pub spans: u64,
     /// The two groups compared.
     pub groups: Groups,
-    /// Operations by contribution to the tail.
+    /// Operations by contribution to the tail (`mean_ns_p99`), largest first.
     pub tail: Vec<TailRow>,
     /// Detector findings, largest total saving first.
     pub findings: Vec<Finding>,

@@ -35,10 +35,9 @@ pub struct AnalysisConfig {
     pub fan_out_min: usize,
     /// A fan-out is amplified when its slowest call takes this many times its median one.
     pub fan_out_ratio: f64,
-    /// Sequential calls to distinct dependencies are reported when running them in
-    /// parallel would save at least this fraction of their parent's duration...
-    pub sequential_min_fraction: f64,
-    /// ...and at least this much time (ns).
+    /// Sequential calls to distinct dependencies are noted in a trace when running
+    /// them in parallel would save at least this much (ns); whether that matters is
+    /// decided over all traces ([`crate::AggregateConfig::sequential_min_fraction`]).
     pub sequential_min_saving_ns: u64,
 }
 
@@ -49,8 +48,7 @@ impl Default for AnalysisConfig {
             n_plus_one_min: 5,
             fan_out_min: 3,
             fan_out_ratio: 2.0,
-            sequential_min_fraction: 0.1,
-            sequential_min_saving_ns: 1_000_000,
+            sequential_min_saving_ns: 100_000,
         }
     }
 }
@@ -138,6 +136,8 @@ pub struct TraceFinding {
     /// Time the fix would save on this trace (ns): N+1 all but one call, sequential
     /// sum minus max, fan-out max minus median, retry the failed attempts.
     pub saving_ns: u64,
+    /// Duration of the parent span (ns).
+    pub parent_ns: u64,
 }
 
 /// Network gap between a client span and the server span it caused.
@@ -411,6 +411,7 @@ pub fn analyze_trace(
                 ns: pspan.duration_ns(),
                 path_ns: portion_ns[p],
                 saving_ns: 0,
+                parent_ns: 0,
             });
         }
         let range = kids(p);
@@ -523,6 +524,7 @@ fn sibling_findings(
                 ns: total,
                 path_ns: on_path,
                 saving_ns: total.saturating_sub(mean),
+                parent_ns,
             });
         }
         // Retries: attempts after a failed attempt, or marked as retries.
@@ -546,6 +548,7 @@ fn sibling_findings(
                 ns: total,
                 path_ns: on_path,
                 saving_ns: wasted,
+                parent_ns,
             });
         }
         // Fan-out: most calls in flight at once, and how much the slowest one dominates.
@@ -575,6 +578,7 @@ fn sibling_findings(
                         ns: total,
                         path_ns: on_path,
                         saving_ns: max - median,
+                        parent_ns,
                     });
                 }
             }
@@ -600,9 +604,7 @@ fn sibling_findings(
             let sum: u64 = durs.iter().sum();
             let max = durs.iter().copied().max().unwrap_or(0);
             let saving = sum - max;
-            if saving >= cfg.sequential_min_saving_ns
-                && saving as f64 >= cfg.sequential_min_fraction * parent_ns as f64
-            {
+            if saving >= cfg.sequential_min_saving_ns {
                 let first = &spans[run[0].0 as usize];
                 findings.push(TraceFinding {
                     kind: FindingKind::SequentialIndependent,
@@ -613,6 +615,7 @@ fn sibling_findings(
                     ns: sum,
                     path_ns: run.iter().map(|&(i, _)| portion_ns[i as usize]).sum(),
                     saving_ns: saving,
+                    parent_ns,
                 });
             }
         }
