@@ -35,6 +35,10 @@ pub struct RunArgs {
     /// (HOST:PORT, or a bare PORT for 127.0.0.1; port 0 picks one and prints it).
     #[arg(long = "metrics-listen", value_name = "ADDR", value_parser = crate::metrics::parse_listen)]
     metrics_listen: Option<std::net::SocketAddr>,
+    /// Receive the target's OpenTelemetry traces (OTLP/HTTP, POST /v1/traces) on ADDR during
+    /// the run and analyze them with the slowest requests as the tail (implies --trace-propagate).
+    #[arg(long = "otlp-listen", value_name = "ADDR")]
+    otlp_listen: Option<std::net::SocketAddr>,
 }
 
 /// Exit code of an interrupted run (128 + SIGINT).
@@ -42,7 +46,10 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Runs the command; returns the exit code.
 pub fn run(args: RunArgs) -> Result<i32, Failure> {
-    let plan = args::plan(&args.request, &args.connection, &args.load).map_err(Failure::Usage)?;
+    let mut plan =
+        args::plan(&args.request, &args.connection, &args.load).map_err(Failure::Usage)?;
+    let traces =
+        crate::traces_cmd::start_for_run(&mut plan, args.otlp_listen, args.out.as_deref())?;
     let stop = StopSignal::new();
     signals::stop_on_signals(&stop);
     let metrics = match args.metrics_listen {
@@ -80,6 +87,9 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         crate::print_stdout(&format!("{}\n", done.json));
     } else {
         crate::print_stdout(&chokepoint_report::text::render_run(&done.summary));
+    }
+    if let Some(traces) = traces {
+        crate::traces_cmd::finish_run(traces, &done, args.out.as_deref(), args.json)?;
     }
     Ok(if done.result.interrupted {
         EXIT_INTERRUPTED

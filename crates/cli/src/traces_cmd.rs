@@ -888,6 +888,49 @@ pub const RUN_SPANS_FILE: &str = "spans.jsonl";
 /// File name of the trace analysis in a run directory.
 pub const RUN_TRACES_FILE: &str = "traces.json";
 
+/// Starts the receiver for `run --otlp-listen` (turning on trace propagation), or nothing.
+pub fn start_for_run(
+    plan: &mut crate::args::Plan,
+    otlp_listen: Option<SocketAddr>,
+    out: Option<&Path>,
+) -> Result<Option<RunTraces>, Failure> {
+    let Some(addr) = otlp_listen else {
+        return Ok(None);
+    };
+    plan.config.trace_propagate = true;
+    RunTraces::start(addr, out).map(Some)
+}
+
+/// After `run --otlp-listen`: analyzes the received traces against the run, prints
+/// the text report (not with `--json`) and writes `traces.json` into `--out`.
+pub fn finish_run(
+    traces: RunTraces,
+    done: &crate::run_cmd::Executed,
+    out: Option<&Path>,
+    json: bool,
+) -> Result<(), Failure> {
+    let slowest = done.result.measured.slow_traces.slowest_first();
+    let analysis = traces.finish(
+        &slowest,
+        done.summary.requests,
+        done.summary.latency_ms.p99,
+        out,
+    )?;
+    match (analysis, json, out) {
+        (Some(a), false, _) => crate::print_stdout(&format!("\n{}", a.text)),
+        (Some(_), true, Some(dir)) => {
+            eprintln!("trace analysis: {}", dir.join(RUN_TRACES_FILE).display())
+        }
+        (Some(_), true, None) => {
+            eprintln!(
+                "trace analysis not printed with --json: add --out DIR to get {RUN_TRACES_FILE}"
+            )
+        }
+        (None, _, _) => {}
+    }
+    Ok(())
+}
+
 impl RunTraces {
     /// Starts the receiver on `addr`, writing into `out/spans.jsonl` (or a temporary file).
     pub fn start(addr: SocketAddr, out: Option<&Path>) -> Result<RunTraces, Failure> {
