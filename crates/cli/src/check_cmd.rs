@@ -340,12 +340,18 @@ fn regressions(
             }
             RegressionMetric::ErrorRate => {
                 let e = &report.error_rate;
+                let delta =
+                    e.relative_change_pct
+                        .or(if e.delta_pp == 0.0 { Some(0.0) } else { None });
                 (
-                    e.relative_change_pct,
+                    delta,
                     None,
                     e.verdict.as_str(),
                     e.reason.clone(),
-                    format!("{:.3}% → {:.3}%", e.before_pct, e.after_pct),
+                    format!(
+                        "{:.3}% → {:.3}%, {:+.3} pp",
+                        e.before_pct, e.after_pct, e.delta_pp
+                    ),
                 )
             }
         };

@@ -404,6 +404,15 @@ fn metric_label(name: &str) -> String {
     }
 }
 
+fn methods_text(l: &LatencySection) -> String {
+    let (b, a) = (l.method_before.describe(), l.method_after.describe());
+    if a == b {
+        b
+    } else {
+        format!("{b} (before) and {a} (after)")
+    }
+}
+
 fn ci_text(ci: Option<Interval>, unit: &str) -> String {
     ci.map_or("-".to_string(), |c| {
         format!("[{:+.1}{unit}, {:+.1}{unit}]", c.low, c.high)
@@ -493,11 +502,10 @@ pub fn render_text(r: &CompareReport) -> String {
     let conf = r.settings.confidence * 100.0;
     let _ = writeln!(
         out,
-        "Latency (from intended send; {} vs {} samples; bootstrap of {} before, {} after; {} resamples)",
+        "Latency (from intended send; {} vs {} samples; bootstrap of {}; {} resamples)",
         fmt_count(l.samples_before),
         fmt_count(l.samples_after),
-        l.method_before.describe(),
-        l.method_after.describe(),
+        methods_text(l),
         fmt_count(r.settings.resamples as u64),
     );
     let ci_header = format!("{conf:.0}% CI of change");
@@ -585,6 +593,12 @@ pub fn render_text(r: &CompareReport) -> String {
     }
     for n in &notes {
         let _ = writeln!(out, "  * {n}");
+    }
+    if let Some(reason) = &l.method_before.fallback_reason {
+        let _ = writeln!(
+            out,
+            "  note: single requests were resampled because {reason}"
+        );
     }
     for n in &r.notes {
         let _ = writeln!(out, "  note: {n}");
@@ -715,9 +729,8 @@ pub fn render_markdown(r: &CompareReport) -> String {
     }
     let _ = writeln!(
         out,
-        "\nLatency from the intended send time; bootstrap of {} (before) and {} (after), {} resamples, seed {}. A verdict needs significance at {conf:.0}% and at least {}% effect.",
-        r.latency.method_before.describe(),
-        r.latency.method_after.describe(),
+        "\nLatency from the intended send time; bootstrap of {}, {} resamples, seed {}. A verdict needs significance at {conf:.0}% and at least {}% effect.",
+        methods_text(&r.latency),
         r.settings.resamples,
         r.settings.seed,
         r.settings.min_effect_pct
