@@ -513,6 +513,48 @@ mod tests {
         assert_eq!(label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 
+    /// docs/alerting.md only uses metrics the endpoint serves, and its
+    /// Grafana dashboard is valid JSON.
+    #[test]
+    fn the_alerting_doc_matches_the_exposition() {
+        let doc = include_str!("../../../docs/alerting.md");
+        let exposition = LiveState::new(RunInfo {
+            offered_rate: Some(1.0),
+            ..RunInfo::default()
+        })
+        .render();
+        let served: Vec<&str> = exposition
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        let mut used = 0;
+        for (i, _) in doc.match_indices("chokepoint_") {
+            let name: String = doc[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if name == "chokepoint_" || name.starts_with("chokepoint_stats") {
+                continue;
+            }
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|base| served.contains(base))
+                .unwrap_or(&name);
+            assert!(
+                served.contains(&family),
+                "docs/alerting.md uses `{name}`, which is not served"
+            );
+            used += 1;
+        }
+        assert!(used > 20, "the doc uses the metrics ({used} uses)");
+        let start = doc.find("```json\n").expect("a JSON block") + "```json\n".len();
+        let end = start + doc[start..].find("```").unwrap();
+        let dashboard: serde_json::Value = serde_json::from_str(&doc[start..end]).unwrap();
+        assert_eq!(dashboard["panels"].as_array().unwrap().len(), 4);
+    }
+
     #[test]
     fn an_empty_state_renders_every_family() {
         let text = LiveState::new(RunInfo::default()).render();
