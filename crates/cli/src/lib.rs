@@ -18,8 +18,11 @@ pub mod run_cmd;
 pub mod rundir;
 pub mod scenario;
 pub mod signals;
+pub mod soak_cmd;
+pub mod stress_cmd;
 pub mod traces_cmd;
 pub mod units;
+pub mod watch;
 
 use std::io::Write;
 

@@ -1,7 +1,8 @@
 //! The `chokepoint` binary: parse, dispatch, print the error, choose the exit code.
 
 use chokepoint::{
-    check_cmd, compare_cmd, demo_cmd, history_cmd, lab_cmd, run_cmd, traces_cmd, Failure,
+    check_cmd, compare_cmd, demo_cmd, history_cmd, lab_cmd, run_cmd, soak_cmd, stress_cmd,
+    traces_cmd, Failure,
 };
 use clap::{Parser, Subcommand};
 
@@ -51,6 +52,16 @@ enum Command {
         after_help = "Examples:\n  chokepoint traces analyze spans.jsonl\n  chokepoint traces analyze spans.jsonl --run results/ --json\n  chokepoint traces listen --write spans.jsonl"
     )]
     Traces(traces_cmd::TracesArgs),
+    /// Isolate: find the capacity (highest rate meeting an SLO), the knee and what saturates first; or sweep concurrency and fit the USL.
+    #[command(
+        after_help = "Examples:\n  chokepoint stress http://127.0.0.1:8080/ --slo \"p99<200ms\"\n  chokepoint stress http://127.0.0.1:8080/ --slo \"p99<200ms\" --step-duration 5s --watch-pid 1234 --out stress/\n  chokepoint stress http://127.0.0.1:8080/ --sweep concurrency --max-rate 64 --json"
+    )]
+    Stress(stress_cmd::StressArgs),
+    /// Isolate: a long constant-rate run with drift detection (P99, errors, RSS, fds) and stall detection.
+    #[command(
+        after_help = "Examples:\n  chokepoint soak http://127.0.0.1:8080/ --rate 200 --duration 2h --watch-pid 1234\n  chokepoint soak http://127.0.0.1:8080/ --rate 50 --duration 60s --window 5s --json"
+    )]
+    Soak(soak_cmd::SoakArgs),
 }
 
 fn main() {
@@ -88,6 +99,8 @@ fn main() {
         Command::Check(args) => check_cmd::run(args),
         Command::History(args) => history_cmd::run(args),
         Command::Traces(args) => traces_cmd::run(args),
+        Command::Stress(args) => stress_cmd::run(args),
+        Command::Soak(args) => soak_cmd::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -39,6 +39,8 @@ pub struct RunArgs {
     /// the run and analyze them with the slowest requests as the tail (implies --trace-propagate).
     #[arg(long = "otlp-listen", value_name = "ADDR")]
     otlp_listen: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    watch: crate::watch::WatchArgs,
 }
 
 /// Exit code of an interrupted run (128 + SIGINT).
@@ -73,11 +75,11 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         None => None,
     };
     let mut live = metrics.as_ref().map(|m| m.observer());
-    let done = execute_with(
+    let done = crate::watch::execute_watched(
         &plan,
         args.out.as_deref(),
         args.quiet,
-        false,
+        &args.watch,
         &stop,
         live.as_mut()
             .map(|o| o as &mut dyn chokepoint_engine::Observer),
@@ -87,6 +89,9 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         crate::print_stdout(&format!("{}\n", done.json));
     } else {
         crate::print_stdout(&chokepoint_report::text::render_run(&done.summary));
+        if let Some(resources) = &done.summary.resources {
+            crate::print_stdout(&chokepoint_report::resources::render_resources(resources));
+        }
     }
     if let Some(traces) = traces {
         crate::traces_cmd::finish_run(traces, &done, args.out.as_deref(), args.json)?;

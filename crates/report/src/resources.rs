@@ -101,6 +101,10 @@ pub struct SaturatedResource {
     pub resource: String,
     /// The numbers behind the judgement.
     pub evidence: String,
+    /// `target` (the watched process or cgroup uses it up) or `machine` (other
+    /// work on the machine competes for it: measurements may understate capacity).
+    #[serde(default)]
+    pub cause: String,
 }
 
 /// One row of the USE table.
@@ -183,7 +187,15 @@ pub fn render_resources(r: &Resources) -> String {
         );
     }
     for s in &r.saturated {
-        let _ = writeln!(out, "  SATURATED {}: {}", s.resource, s.evidence);
+        if s.cause == "machine" {
+            let _ = writeln!(
+                out,
+                "  CONTENDED {} (by other work on the machine): {}",
+                s.resource, s.evidence
+            );
+        } else {
+            let _ = writeln!(out, "  SATURATED {}: {}", s.resource, s.evidence);
+        }
     }
     for note in &r.notes {
         let _ = writeln!(out, "  note: {note}");

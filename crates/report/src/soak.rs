@@ -77,13 +77,16 @@ pub struct SoakWindow {
     pub rss_bytes: Option<u64>,
     /// Target open fds at the window's end (probed).
     pub fds: Option<u64>,
+    /// chokepoint's own open connections at the window's end (each holds one
+    /// fd in a local target: the fd drift is judged on `fds − connections`).
+    pub connections: u64,
 }
 
 /// The trend of one metric: Theil–Sen slope with a Mann–Kendall test.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Drift {
-    /// `p99_ms`, `error_rate`, `rss_bytes`, `fds`.
+    /// `p99_ms`, `error_rate`, `rss_bytes`, `fds` (open fds minus chokepoint's own connections).
     pub metric: String,
     /// Unit of the metric (`ms`, `fraction`, `bytes`, `fds`).
     pub unit: String,

@@ -423,11 +423,23 @@ mod tests {
         assert!(text.contains("κ (coherency)  = 1.00e-4"));
         assert!(text.contains("warning: only 4 points"));
         let json = serde_json::to_value(&r).unwrap();
-        for key in ["steps", "capacity_rps", "knee_rps", "failed_first", "verdict"] {
+        for key in [
+            "steps",
+            "capacity_rps",
+            "knee_rps",
+            "failed_first",
+            "verdict",
+        ] {
             assert!(json.get(key).is_some(), "{key}");
         }
         let step = &json["steps"][0];
-        for key in ["offered_rps", "achieved_rps", "latency_ms", "errors", "passed"] {
+        for key in [
+            "offered_rps",
+            "achieved_rps",
+            "latency_ms",
+            "errors",
+            "passed",
+        ] {
             assert!(step.get(key).is_some(), "{key}");
         }
         for key in ["sigma", "kappa", "lambda", "n_star", "x_max", "r2"] {
