@@ -35,6 +35,9 @@ pub struct Spec {
     pub requests: Vec<(String, f64)>,
     /// A `resources` object to put into summary.json.
     pub resources: Option<serde_json::Value>,
+    /// Stretch the tail above P90 so that P99 rises by this fraction (0.2 =
+    /// +20%) while P50 and P90 stay put.
+    pub p99_increase: f64,
 }
 
 impl Default for Spec {
@@ -50,6 +53,7 @@ impl Default for Spec {
             rate: Some(500.0),
             requests: vec![("default".into(), 1.0)],
             resources: None,
+            p99_increase: 0.0,
         }
     }
 }
@@ -68,6 +72,10 @@ pub fn write_run(dir: &Path, spec: &Spec) -> RunSummary {
         .iter()
         .map(|_| (new_histogram(), 0, 0))
         .collect();
+    // Log-normal quantiles: median · e^(sigma · z).
+    let q90 = spec.median_ms * (spec.sigma * 1.281_551_6).exp();
+    let q99 = spec.median_ms * (spec.sigma * 2.326_347_9).exp();
+    let stretch = ((1.0 + spec.p99_increase) * q99 - q90) / (q99 - q90);
     let mut log = hlog::header(1_700_000_000.0 + spec.seed as f64, "synthetic");
     let mut csv = String::from(timeseries::HEADER);
     let (mut requests, mut errors) = (0u64, 0u64);
@@ -77,7 +85,11 @@ pub fn write_run(dir: &Path, spec: &Spec) -> RunSummary {
         for i in 0..spec.per_second {
             let which = i % spec.requests.len();
             let z = rng.normal();
-            let ms = spec.median_ms * spec.requests[which].1 * (spec.sigma * z).exp();
+            let mut ms = spec.median_ms * (spec.sigma * z).exp();
+            if ms > q90 {
+                ms = q90 + (ms - q90) * stretch;
+            }
+            let ms = ms * spec.requests[which].1;
             let us = (ms * 1000.0).max(1.0) as u64;
             interval.record(us).unwrap();
             by_name[which].0.record(us).unwrap();
