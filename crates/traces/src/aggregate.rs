@@ -5,8 +5,8 @@
 //! 1 µs to 1 hour) that holds a count, a duration sum and critical-path time
 //! per (service, operation). Percentiles are read from the band counts (to
 //! within a band's 2%). The **P50 group** is every trace in the bands from
-//! P40 to P60; the **tail group** every trace in the band holding P99 and
-//! above. With [`Selection::Explicit`] (a load test's client-measured slow
+//! P40 to P60; the **tail group** the slowest 1% of traces (whole bands from
+//! the slowest down until they hold at least 1% of the traces). With [`Selection::Explicit`] (a load test's client-measured slow
 //! requests joined by trace id) the tail group is exactly those traces, and
 //! the P50 group comes from the bands of the others.
 //!
@@ -263,7 +263,7 @@ impl Aggregator {
         if total == 0 {
             return None;
         }
-        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let rank = ((q * total as f64 - 1e-9).ceil() as u64).clamp(1, total);
         let mut cum = 0;
         for (&band, b) in &self.bands {
             cum += b.count;
@@ -292,17 +292,22 @@ impl Aggregator {
             tail_from_ns = None;
             p99_ns = None;
         } else {
-            let q = self.quantile(self.cfg.tail_quantile);
-            if let Some((b, v)) = q {
-                for (_, band) in self.bands.range(b..) {
-                    tail.merge(band);
+            // The slowest (1 - q) of the traces: whole bands from the top until
+            // there are enough (so ties at the median never flood the tail).
+            let total: u64 = self.bands.values().map(|b| b.count).sum();
+            let needed = ((1.0 - self.cfg.tail_quantile) * total as f64 - 1e-9)
+                .ceil()
+                .max(1.0) as u64;
+            let mut lowest = None;
+            for (&b, band) in self.bands.iter().rev() {
+                if tail.count >= needed {
+                    break;
                 }
-                tail_from_ns = Some(BAND_LOG_BASE.exp().powi(b) as u64);
-                p99_ns = Some(v);
-            } else {
-                tail_from_ns = None;
-                p99_ns = None;
+                tail.merge(band);
+                lowest = Some(b);
             }
+            tail_from_ns = lowest.map(|b| BAND_LOG_BASE.exp().powi(b) as u64);
+            p99_ns = self.quantile(self.cfg.tail_quantile).map(|q| q.1);
         }
         let name = |k: u32| -> (String, String, bool) {
             match self.key_list.get(k as usize) {
