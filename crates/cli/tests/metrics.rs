@@ -86,7 +86,7 @@ impl Parsed {
     }
 }
 
-/// A 4 s open-model run at 200 req/s against a server that answers in about
+/// A 5 s open-model run at 200 req/s against a server that answers in about
 /// 5 ms: two scrapes during the run see counters grow, a consistent
 /// histogram, in-flight requests and windowed quantiles near 5 ms.
 #[test]
@@ -105,7 +105,7 @@ fn live_metrics_are_served_during_a_real_run() {
             "--rate",
             "200",
             "-z",
-            "4s",
+            "5s",
             "--json",
             "--quiet",
             "--metrics-listen",
@@ -128,17 +128,27 @@ fn live_metrics_are_served_during_a_real_run() {
         .unwrap();
     assert!(addr.ip().is_loopback());
 
-    let mut scrapes = Vec::new();
-    for at in [Duration::from_millis(1_700), Duration::from_millis(3_200)] {
-        std::thread::sleep(at.saturating_sub(started.elapsed()));
+    // Scrape until about a second is measured (bounded), then 1.2 s later.
+    let scrape = || {
         let (status, headers, body) = get(addr, "/metrics");
         assert!(status.starts_with("HTTP/1.1 200"), "{status}");
         assert!(
             headers.contains("content-type: text/plain; version=0.0.4"),
             "{headers}"
         );
-        scrapes.push(Parsed::new(body));
-    }
+        Parsed::new(body)
+    };
+    let ok = |p: &Parsed| p.value("chokepoint_requests_total", Some(("outcome", "ok")));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let early = loop {
+        let p = scrape();
+        if ok(&p) >= 150.0 || Instant::now() > deadline {
+            break p;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_millis(1_200));
+    let late = scrape();
     let (status, _, _) = get(addr, "/nope");
     assert!(status.starts_with("HTTP/1.1 404"), "{status}");
 
@@ -147,8 +157,7 @@ fn live_metrics_are_served_during_a_real_run() {
     assert_eq!(output.status.code(), Some(0));
     let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
 
-    let ok = |p: &Parsed| p.value("chokepoint_requests_total", Some(("outcome", "ok")));
-    let (early, late) = (&scrapes[0], &scrapes[1]);
+    let (early, late) = (&early, &late);
     assert!(ok(early) >= 150.0, "about 1 s measured: {}", early.text);
     assert!(
         ok(late) >= ok(early) + 150.0,
@@ -166,7 +175,7 @@ fn live_metrics_are_served_during_a_real_run() {
     );
     assert_eq!(late.value("chokepoint_offered_rate_rps", None), 200.0);
     let rps = late.value("chokepoint_throughput_rps", None);
-    assert!((150.0..=250.0).contains(&rps), "{rps}");
+    assert!((100.0..=300.0).contains(&rps), "{rps}");
     let in_flight = late.value("chokepoint_in_flight", None);
     assert!(
         (0.0..=20.0).contains(&in_flight),
@@ -198,7 +207,7 @@ fn live_metrics_are_served_during_a_real_run() {
             buckets.iter().map(|(le, c)| (le.to_string(), *c)).collect();
         assert_eq!(by_le["0.0025"], 0.0, "nothing answers faster than 5 ms");
         assert!(
-            by_le["0.05"] >= 0.95 * count,
+            by_le["0.05"] >= 0.9 * count,
             "almost all within 50 ms: {buckets:?}"
         );
         let sum = p.value("chokepoint_latency_seconds_sum", None);
