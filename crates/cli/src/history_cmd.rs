@@ -50,6 +50,9 @@ struct AddArgs {
     /// A label for the run (commit, build number, ...).
     #[arg(long, value_name = "TEXT")]
     label: Option<String>,
+    /// Print JSON (`{"schema", "db", "id", "added"}`) instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -175,12 +178,24 @@ fn add(args: AddArgs) -> Result<i32, String> {
         )
         .optional()
         .map_err(|e| db_error(&args.db, e))?;
+    let report = |id: i64, added: bool| {
+        serde_json::json!({
+            "schema": HISTORY_SCHEMA,
+            "db": args.db.display().to_string(),
+            "id": id,
+            "added": added,
+        })
+    };
     if let Some(id) = existing {
-        crate::print_stdout(&format!(
-            "run {} is already in {} as #{id}\n",
-            run.given,
-            args.db.display()
-        ));
+        if args.json {
+            crate::print_stdout(&format!("{}\n", report(id, false)));
+        } else {
+            crate::print_stdout(&format!(
+                "run {} is already in {} as #{id}\n",
+                run.given,
+                args.db.display()
+            ));
+        }
         return Ok(0);
     }
     let json = serde_json::to_string(&run.raw).expect("JSON values serialize");
@@ -199,6 +214,10 @@ fn add(args: AddArgs) -> Result<i32, String> {
     )
     .map_err(|e| db_error(&args.db, e))?;
     let id = conn.last_insert_rowid();
+    if args.json {
+        crate::print_stdout(&format!("{}\n", report(id, true)));
+        return Ok(0);
+    }
     let label = args
         .label
         .as_deref()

@@ -181,6 +181,10 @@ fn idempotent_add_requests_and_short_histories() {
         assert_eq!(code, 0);
         assert!(stdout.contains(expected), "{stdout}");
     }
+    let (code, added, _) = history(&["add", run.to_str().unwrap(), "--db", d, "--json"]);
+    assert_eq!(code, 0);
+    let added: Value = serde_json::from_str(&added).unwrap();
+    assert_eq!((u(&added["id"]), &added["added"]), (1, &Value::Bool(false)));
     let (_, list, _) = history(&["list", "--db", d, "--json"]);
     let list: Value = serde_json::from_str(&list).unwrap();
     assert_eq!(list["runs"].as_array().unwrap().len(), 1);
