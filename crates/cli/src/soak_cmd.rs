@@ -30,9 +30,9 @@ pub struct SoakArgs {
     request: RequestArgs,
     #[command(flatten)]
     connection: ConnectionArgs,
-    /// Constant offered rate (open model).
+    /// Constant offered rate (open model); required.
     #[arg(long, value_name = "RATE", value_parser = units::parse_rate)]
-    rate: f64,
+    rate: Option<f64>,
     /// Measured duration.
     #[arg(short = 'z', long, value_name = "DUR", value_parser = units::parse_duration, default_value = "1h")]
     duration: Duration,
@@ -274,6 +274,11 @@ impl Observer for Aggregator {
 
 /// Runs the command; returns the exit code.
 pub fn run(args: SoakArgs) -> Result<i32, Failure> {
+    let Some(rate) = args.rate else {
+        return Err(Failure::Usage(
+            "soak needs --rate RATE: the constant offered rate (e.g. --rate 200)".into(),
+        ));
+    };
     if args.window < Duration::from_secs(1) {
         return Err(Failure::Usage(
             "--window must be at least 1s (statistics come once a second)".into(),
@@ -289,7 +294,7 @@ pub fn run(args: SoakArgs) -> Result<i32, Failure> {
         return Err(Failure::Usage("--alpha must be between 0 and 0.5".into()));
     }
     let load = LoadArgs {
-        rate: Some(args.rate),
+        rate: Some(rate),
         arrival: args.arrival,
         duration: Some(args.duration),
         warmup: args.warmup,
@@ -564,7 +569,7 @@ fn analyse(
         schema: SOAK_SCHEMA.into(),
         tool_version: env!("CARGO_PKG_VERSION").into(),
         target: summary.target.clone(),
-        rate: args.rate,
+        rate: args.rate.unwrap_or(0.0),
         window_s: args.window.as_secs_f64(),
         duration_s: summary.duration_s,
         interrupted: summary.interrupted,

@@ -576,6 +576,29 @@ fn rate_search(search: &mut Search<'_>, max_rate: f64) -> Result<StressReport, F
         }
     }
 
+    // Characterize the saturation: when no step went well past the first
+    // failure, one overload step shows whether throughput plateaus (a
+    // fixed-capacity resource) or collapses, and how latency responds.
+    if let Some(fail) = first_fail {
+        let highest = search
+            .steps
+            .iter()
+            .filter_map(|s| s.offered_rps)
+            .fold(0.0, f64::max);
+        let overload = round_rate(fail * 1.5);
+        if highest < 1.3 * fail && overload <= max_rate && search.budget_left() {
+            if let Some(step) = search.run_step(Load::Rate(overload), "overload")? {
+                if step.passed {
+                    search.notes.push(format!(
+                        "the overload step at {} req/s passed although {} req/s failed: the target's capacity varies between steps (noisy machine?)",
+                        trim(overload),
+                        trim(fail)
+                    ));
+                }
+            }
+        }
+    }
+
     let mut report = base_report(search, "rate", max_rate);
     report.capacity_rps = last_pass;
     report.bracket = Bracket {

@@ -80,7 +80,8 @@ pub struct Bracket {
 pub struct StressStep {
     /// 1-based order.
     pub index: u32,
-    /// `grow` (geometric), `bisect`, or `sweep` (concurrency).
+    /// `grow` (geometric), `bisect`, `overload` (one step beyond the first
+    /// failure, to characterize the saturation), or `sweep` (concurrency).
     pub phase: String,
     /// Offered open-model rate (`null` in a concurrency sweep).
     pub offered_rps: Option<f64>,
