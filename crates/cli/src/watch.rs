@@ -510,5 +510,21 @@ mod tests {
         assert_eq!(r.cpu_per_request_ms, None);
         assert!(r.saturated.iter().all(|s| s.resource != "cpu"));
         assert_eq!(r.use_table.len(), 5);
+        // Threads wait for a CPU although the target uses little: other work holds the CPUs.
+        let contended = Totals {
+            run_queue_delay_s: Some(3.0),
+            psi_cpu_some_s: Some(9.0),
+            ..calm
+        };
+        let r = resources(&contended, vec![], 10, Some(1), None, None);
+        assert_eq!(r.saturated.len(), 2, "{:?}", r.saturated);
+        assert_eq!(
+            (
+                r.saturated[0].resource.as_str(),
+                r.saturated[0].cause.as_str()
+            ),
+            ("cpu", "machine")
+        );
+        assert!(r.saturated[0].evidence.contains("machine CPU pressure 90%"));
     }
 }
