@@ -54,7 +54,7 @@ enum Command {
     Traces(traces_cmd::TracesArgs),
     /// Isolate: find the capacity (highest rate meeting an SLO), the knee and what saturates first; or sweep concurrency and fit the USL.
     #[command(
-        after_help = "Examples:\n  chokepoint stress http://127.0.0.1:8080/ --slo \"p99<200ms\"\n  chokepoint stress http://127.0.0.1:8080/ --slo \"p99<200ms\" --step-duration 5s --watch-pid 1234 --out stress/\n  chokepoint stress http://127.0.0.1:8080/ --sweep concurrency --max-rate 64 --json"
+        after_help = "Examples:\n  chokepoint stress http://127.0.0.1:8080/ --slo \"p99<200ms\"\n  chokepoint stress http://127.0.0.1:8080/ --slo \"p99<200ms\" --step-duration 5s --watch-pid 1234 --out stress/\n  chokepoint stress http://127.0.0.1:8080/ --sweep concurrency --max-concurrency 64 --json"
     )]
     Stress(stress_cmd::StressArgs),
     /// Isolate: a long constant-rate run with drift detection (P99, errors, RSS, fds) and stall detection.

@@ -42,9 +42,12 @@ pub struct StressArgs {
     /// p95, p99, p99.9, max, mean; `<` or `<=`); repeatable or comma-separated.
     #[arg(long, value_name = "SLO", value_parser = parse_slo_list)]
     slo: Vec<Vec<Slo>>,
-    /// Highest rate to try [default: 100000/s]; with --sweep, the most connections [default: 64].
+    /// Highest rate to try [default: 100000/s].
     #[arg(long = "max-rate", value_name = "RATE", value_parser = units::parse_rate)]
     max_rate: Option<f64>,
+    /// With --sweep concurrency: the most connections (N = 1, 2, 4, ... up to this).
+    #[arg(long = "max-concurrency", value_name = "N", default_value_t = 64)]
+    max_concurrency: u64,
     /// First rate of the geometric search.
     #[arg(long = "start-rate", value_name = "RATE", value_parser = units::parse_rate, default_value = "10")]
     start_rate: f64,
@@ -414,10 +417,17 @@ pub fn run(args: StressArgs) -> Result<i32, Failure> {
     if args.max_steps == 0 {
         return Err(Failure::Usage("--max-steps must be at least 1".into()));
     }
-    if args.sweep.is_some() && (args.arrival.is_some() || args.max_connections.is_some()) {
+    if args.sweep.is_some()
+        && (args.arrival.is_some() || args.max_connections.is_some() || args.max_rate.is_some())
+    {
         return Err(Failure::Usage(
-            "--arrival and --max-connections apply to the rate search, not --sweep concurrency"
+            "--arrival, --max-connections and --max-rate apply to the rate search; --sweep concurrency takes --max-concurrency"
                 .into(),
+        ));
+    }
+    if args.max_concurrency == 0 || args.max_concurrency > 100_000 {
+        return Err(Failure::Usage(
+            "--max-concurrency must be between 1 and 100000".into(),
         ));
     }
     let max_rate = args.max_rate;
@@ -465,10 +475,7 @@ pub fn run(args: StressArgs) -> Result<i32, Failure> {
     }
     let mut report = match args.sweep {
         None => rate_search(&mut search, max_rate.unwrap_or(100_000.0))?,
-        Some(SweepKind::Concurrency) => concurrency_sweep(
-            &mut search,
-            max_rate.map_or(64, |m| m.round().max(1.0) as u64),
-        )?,
+        Some(SweepKind::Concurrency) => concurrency_sweep(&mut search, args.max_concurrency)?,
     };
     report.target = redact_url(&plan.target_display);
     report.interrupted = stop.is_stopped() || report.steps.iter().any(|s| s.interrupted);

@@ -134,7 +134,7 @@ fn concurrency_sweep_fits_contention_behind_a_lock() {
                 "POST",
                 "--sweep",
                 "concurrency",
-                "--max-rate",
+                "--max-concurrency",
                 "32",
                 "--step-duration",
                 "2s",
@@ -208,6 +208,10 @@ fn bad_input_exits_2_with_one_clear_line() {
     one_line_exit_2(
         &["stress", url, "--max-rate", "5", "--start-rate", "10"],
         "--max-rate",
+    );
+    one_line_exit_2(
+        &["stress", url, "--sweep", "concurrency", "--max-rate", "5"],
+        "--max-concurrency",
     );
     one_line_exit_2(&["stress", url, "--watch-pid", "999999999"], "no process");
     one_line_exit_2(
