@@ -295,6 +295,7 @@ struct Search<'a> {
     steps: Vec<StressStep>,
     show_progress: bool,
     notes: Vec<String>,
+    watch_lost: bool,
 }
 
 enum Load {
@@ -328,11 +329,23 @@ impl Search<'_> {
             .out
             .as_ref()
             .map(|d| d.join(format!("step-{index:02}-{label}")));
+        // A watched process that went away mid-search: go on without the probe.
+        if !self.watch_lost
+            && !a.watch.is_empty()
+            && chokepoint_probe::Sampler::new(&a.watch.target()).is_err()
+        {
+            self.watch_lost = true;
+            self.notes.push(format!(
+                "the watched target was gone before step {index}: later steps have no resources"
+            ));
+        }
+        let no_watch = WatchArgs::default();
+        let watch = if self.watch_lost { &no_watch } else { &a.watch };
         let done = execute_watched(
             &plan,
             dir.as_deref(),
             a.quiet || a.json,
-            &a.watch,
+            watch,
             &self.stop,
             None,
         )?;
@@ -467,6 +480,7 @@ pub fn run(args: StressArgs) -> Result<i32, Failure> {
         steps: Vec::new(),
         show_progress: !args.quiet && !args.json && std::io::stderr().is_terminal(),
         notes: Vec::new(),
+        watch_lost: false,
     };
     if search.criteria.slo.is_empty() {
         search

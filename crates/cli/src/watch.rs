@@ -259,7 +259,16 @@ pub fn resources(
 ) -> Resources {
     let pct = |seconds: Option<f64>| t.fraction(seconds).map(|f| f * 100.0);
     let cpus_available = Some(t.cgroup_cpu_limit.unwrap_or_else(machine_cpus));
-    let cpu_seconds = t.cpu_s();
+    // The process's CPU; with only a cgroup watched, the cgroup's.
+    let (cpu_seconds, cpu_mean) = match t.cpu_s() {
+        Some(c) => (Some(c), t.cpu_mean_cores()),
+        None => (
+            t.cgroup_cpu_s,
+            t.cgroup_cpu_s
+                .filter(|_| t.duration_s > 0.0)
+                .map(|c| c / t.duration_s),
+        ),
+    };
     let mut r = Resources {
         pid,
         process,
@@ -270,7 +279,7 @@ pub fn resources(
         cpu_seconds,
         cpu_user_seconds: t.cpu_user_s,
         cpu_system_seconds: t.cpu_system_s,
-        cpu_cores_mean: t.cpu_mean_cores(),
+        cpu_cores_mean: cpu_mean,
         cpu_cores_peak: t.cpu_peak_cores,
         cpu_per_request_ms: cpu_seconds
             .filter(|_| requests > 0)
@@ -318,13 +327,9 @@ pub fn resources(
 fn saturated(r: &Resources) -> Vec<SaturatedResource> {
     let mut out = Vec::new();
     let cpus = r.cpus_available.unwrap_or(1.0);
-    let cpu_cores = r
-        .cgroup_cpu_seconds
-        .zip(Some(r.duration_s))
-        .and_then(|(c, d)| (d > 0.0 && r.cgroup.is_some() && r.pid.is_none()).then_some(c / d));
     // The target uses the CPUs up (or its quota): its own capacity limit.
     let mut cpu_evidence = Vec::new();
-    let cores = r.cpu_cores_mean.or(cpu_cores);
+    let cores = r.cpu_cores_mean;
     if let Some(c) = cores {
         if c >= CPU_SATURATED * cpus {
             cpu_evidence.push(format!(
@@ -427,14 +432,16 @@ fn use_table(r: &Resources) -> Vec<UseRow> {
     });
     rows.push(UseRow {
         resource: "memory".into(),
-        utilization: opt(r.peak_rss_bytes, |peak| {
-            format!(
+        utilization: match (r.peak_rss_bytes, r.cgroup_peak_memory_bytes) {
+            (Some(peak), _) => format!(
                 "RSS {} → {} (peak {})",
                 opt(r.rss_start_bytes, |b| fmt_bytes(b as f64)),
                 opt(r.rss_end_bytes, |b| fmt_bytes(b as f64)),
                 fmt_bytes(peak as f64)
-            )
-        }),
+            ),
+            (None, Some(cg)) => format!("cgroup memory peak {}", fmt_bytes(cg as f64)),
+            (None, None) => "n/a".into(),
+        },
         saturation: opt(r.psi_memory_some_pct, |p| format!("machine PSI {p:.1}%")),
         errors: "n/a".into(),
     });

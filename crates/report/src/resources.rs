@@ -25,7 +25,8 @@ pub struct Resources {
     pub duration_s: f64,
     /// CPUs the target could use: the cgroup's `cpu.max` limit, else the machine's.
     pub cpus_available: Option<f64>,
-    /// User + system CPU seconds of the process.
+    /// User + system CPU seconds of the process (of the cgroup when only
+    /// `--watch-cgroup` is given).
     pub cpu_seconds: Option<f64>,
     /// User CPU seconds.
     pub cpu_user_seconds: Option<f64>,
