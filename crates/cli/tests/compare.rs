@@ -467,8 +467,9 @@ fn summary_paths_and_missing_timeseries() {
 }
 
 /// Two real runs against a real server whose handler gets 4 ms slower: the
-/// median regresses, P99.9 says it lacks data, and the short runs fall back
-/// to the i.i.d. bootstrap with the reason.
+/// median regresses, P99.9 says it lacks data, the short runs fall back to
+/// the i.i.d. bootstrap with the reason, and `--watch-pid` on the server's
+/// process gives both summaries the `resources` behind the cost delta.
 #[test]
 fn two_real_runs_against_a_real_server() {
     let slow = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -483,6 +484,8 @@ fn two_real_runs_against_a_real_server() {
     let dir = tempdir();
     let (b, a) = (dir.path().join("b"), dir.path().join("a"));
     let url = server.url("/");
+    // The server runs in this test process: watch it for the cost delta.
+    let pid = std::process::id().to_string();
     for (out, is_slow) in [(&b, false), (&a, true)] {
         slow.store(is_slow, std::sync::atomic::Ordering::SeqCst);
         run_json(
@@ -492,6 +495,8 @@ fn two_real_runs_against_a_real_server() {
                 "200",
                 "-z",
                 "2s",
+                "--watch-pid",
+                &pid,
                 "--out",
                 out.to_str().unwrap(),
             ],
@@ -518,6 +523,13 @@ fn two_real_runs_against_a_real_server() {
         u(&r["before"]["latency_samples"]),
         u(&r["before"]["requests"])
     );
+    // Both runs carry the probe's `resources`: the cost delta is reported.
+    let cost = &r["cost"];
+    for side in ["before", "after"] {
+        assert!(f(&cost["cpu_ms_per_request"][side]) > 0.0, "{cost}");
+        assert!(f(&cost["peak_rss_bytes"][side]) > 1_048_576.0, "{cost}");
+    }
+    assert!(cost["notes"].as_array().unwrap().is_empty(), "{cost}");
 }
 
 /// The statistics, end to end through files and the binary (the maths alone
