@@ -263,7 +263,19 @@ pub fn compare_runs(
         },
         comparable: differences.is_empty(),
         differences,
-        latency: LatencySection::from_comparison(&latency),
+        latency: {
+            let mut section = LatencySection::from_comparison(&latency);
+            // Long logs arrive already joined into blocks (see rundir).
+            for (method, run) in [
+                (&mut section.method_before, before),
+                (&mut section.method_after, after),
+            ] {
+                if let Some(k) = method.intervals_per_block.as_mut() {
+                    *k *= run.latency.intervals_per_block;
+                }
+            }
+            section
+        },
         throughput: ThroughputRow::from(&throughput),
         error_rate: ErrorRateRow::from_comparison(&error_rate, b.error_count(), a.error_count()),
         cost: cost(&before.files, &after.files),

@@ -586,3 +586,41 @@ fn false_alarms_and_power_through_the_binary() {
     );
     assert_eq!(p50_regressed, 0);
 }
+
+/// A 600-second run is read in bounded memory (blocks of consecutive
+/// seconds) and the reported method says how many seconds each block spans.
+#[test]
+fn long_runs_are_compared_in_blocks_of_seconds() {
+    let dir = tempdir();
+    let (b, a) = (dir.path().join("b"), dir.path().join("a"));
+    let long = Spec {
+        seconds: 600,
+        per_second: 5,
+        ..Spec::default()
+    };
+    write_run(
+        &b,
+        &Spec {
+            seed: 91,
+            ..long.clone()
+        },
+    );
+    write_run(
+        &a,
+        &Spec {
+            seed: 92,
+            median_ms: 15.0,
+            ..long
+        },
+    );
+    let r = compare_json(&b, &a, &[], 0);
+    let method = &r["latency"]["method_before"];
+    assert_eq!(method["kind"], "interval_blocks", "{method}");
+    // Read as 150 blocks of 4 s, then joined by the statistics into 75 of 8 s.
+    assert_eq!(
+        (u(&method["blocks"]), u(&method["intervals_per_block"])),
+        (75, 8)
+    );
+    assert_eq!(u(&r["latency"]["samples_before"]), 3_000);
+    assert_eq!(metric(&r, "p50")["verdict"], "regressed");
+}
