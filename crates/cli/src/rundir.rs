@@ -70,7 +70,7 @@ impl BlockJoiner {
             self.in_current = 0;
         }
         // Join once the count is even so that every block stays whole.
-        if self.blocks.len() > MAX_HELD_BLOCKS && self.blocks.len() % 2 == 0 {
+        if self.blocks.len() > MAX_HELD_BLOCKS && self.blocks.len().is_multiple_of(2) {
             let joined = std::mem::take(&mut self.blocks)
                 .chunks(2)
                 .map(|pair| {
