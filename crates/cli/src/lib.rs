@@ -5,13 +5,24 @@
 //! engine, stats and lab crates know nothing of either.
 
 pub mod args;
+pub mod budgets;
+pub mod check_cmd;
+pub mod compare_cmd;
 pub mod demo_cmd;
+pub mod history_cmd;
 pub mod lab_cmd;
+pub mod metrics;
+pub mod otlp_receiver;
 pub mod output;
 pub mod run_cmd;
+pub mod rundir;
 pub mod scenario;
 pub mod signals;
+pub mod soak_cmd;
+pub mod stress_cmd;
+pub mod traces_cmd;
 pub mod units;
+pub mod watch;
 
 use std::io::Write;
 

@@ -1,6 +1,9 @@
 //! The `chokepoint` binary: parse, dispatch, print the error, choose the exit code.
 
-use chokepoint::{demo_cmd, lab_cmd, run_cmd, Failure};
+use chokepoint::{
+    check_cmd, compare_cmd, demo_cmd, history_cmd, lab_cmd, run_cmd, soak_cmd, stress_cmd,
+    traces_cmd, Failure,
+};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -29,6 +32,36 @@ enum Command {
     Demo(demo_cmd::DemoArgs),
     /// Run the checkout lab service (a system under test with plantable bottlenecks).
     Lab(lab_cmd::LabArgs),
+    /// Validate: did AFTER really change from BEFORE, beyond noise, under comparable conditions?
+    #[command(
+        after_help = "Examples:\n  chokepoint compare before/ after/\n  chokepoint compare before/ after/ --fail-on-regression --strict\n  chokepoint compare before/ after/ --json\n  chokepoint compare before/ after/ --markdown comparison.md\n\nExit codes: 0 done, 1 a metric regressed (with --fail-on-regression), 2 bad input or (with --strict) runs not comparable."
+    )]
+    Compare(compare_cmd::CompareArgs),
+    /// Keep it fixed: check a run against latency, error-rate, throughput and regression budgets.
+    #[command(
+        after_help = "Examples:\n  chokepoint check results/ --budget budgets.toml\n  chokepoint check results/ --budget budgets.toml --baseline main-results/ --junit budgets.xml --markdown \"$GITHUB_STEP_SUMMARY\"\n\nExit codes: 0 all budgets hold, 1 a budget failed, 2 bad input. Format: docs/budgets.md."
+    )]
+    Check(check_cmd::CheckArgs),
+    /// Keep it fixed over time: store runs in SQLite and find change points.
+    #[command(
+        after_help = "Examples:\n  chokepoint history add results/ --db perf.sqlite --label \"$GIT_COMMIT\"\n  chokepoint history list --db perf.sqlite\n  chokepoint history check --db perf.sqlite --metric p99"
+    )]
+    History(history_cmd::HistoryArgs),
+    /// Isolate: where requests wait, from OpenTelemetry traces (analyze files, or receive OTLP).
+    #[command(
+        after_help = "Examples:\n  chokepoint traces analyze spans.jsonl\n  chokepoint traces analyze spans.jsonl --run results/ --json\n  chokepoint traces listen --write spans.jsonl"
+    )]
+    Traces(traces_cmd::TracesArgs),
+    /// Isolate: find the capacity (highest rate meeting an SLO), the knee and what saturates first; or sweep concurrency and fit the USL.
+    #[command(
+        after_help = "Examples:\n  chokepoint stress http://127.0.0.1:8080/ --slo \"p99<200ms\"\n  chokepoint stress http://127.0.0.1:8080/ --slo \"p99<200ms\" --step-duration 5s --watch-pid 1234 --out stress/\n  chokepoint stress http://127.0.0.1:8080/ --sweep concurrency --max-concurrency 64 --json"
+    )]
+    Stress(stress_cmd::StressArgs),
+    /// Isolate: a long constant-rate run with drift detection (P99, errors, RSS, fds) and stall detection.
+    #[command(
+        after_help = "Examples:\n  chokepoint soak http://127.0.0.1:8080/ --rate 200 --duration 2h --watch-pid 1234\n  chokepoint soak http://127.0.0.1:8080/ --rate 50 --duration 60s --window 5s --json"
+    )]
+    Soak(soak_cmd::SoakArgs),
 }
 
 fn main() {
@@ -62,6 +95,12 @@ fn main() {
         Command::Run(args) => run_cmd::run(args),
         Command::Demo(args) => demo_cmd::run(args),
         Command::Lab(args) => lab_cmd::run(args).map_err(|e| Failure::Usage(format!("{e:#}"))),
+        Command::Compare(args) => compare_cmd::run(args),
+        Command::Check(args) => check_cmd::run(args),
+        Command::History(args) => history_cmd::run(args),
+        Command::Traces(args) => traces_cmd::run(args),
+        Command::Stress(args) => stress_cmd::run(args),
+        Command::Soak(args) => soak_cmd::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

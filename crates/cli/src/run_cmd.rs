@@ -31,6 +31,16 @@ pub struct RunArgs {
     /// No progress display (it only shows on a terminal anyway).
     #[arg(long)]
     quiet: bool,
+    /// Serve live Prometheus metrics at http://ADDR/metrics during the run
+    /// (HOST:PORT, or a bare PORT for 127.0.0.1; port 0 picks one and prints it).
+    #[arg(long = "metrics-listen", value_name = "ADDR", value_parser = crate::metrics::parse_listen)]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Receive the target's OpenTelemetry traces (OTLP/HTTP, POST /v1/traces) on ADDR during
+    /// the run and analyze them with the slowest requests as the tail (implies --trace-propagate).
+    #[arg(long = "otlp-listen", value_name = "ADDR")]
+    otlp_listen: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    watch: crate::watch::WatchArgs,
 }
 
 /// Exit code of an interrupted run (128 + SIGINT).
@@ -38,14 +48,53 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Runs the command; returns the exit code.
 pub fn run(args: RunArgs) -> Result<i32, Failure> {
-    let plan = args::plan(&args.request, &args.connection, &args.load).map_err(Failure::Usage)?;
+    let mut plan =
+        args::plan(&args.request, &args.connection, &args.load).map_err(Failure::Usage)?;
+    let traces =
+        crate::traces_cmd::start_for_run(&mut plan, args.otlp_listen, args.out.as_deref())?;
     let stop = StopSignal::new();
     signals::stop_on_signals(&stop);
-    let done = execute(&plan, args.out.as_deref(), args.quiet, false, &stop)?;
+    let metrics = match args.metrics_listen {
+        Some(addr) => {
+            let info = crate::metrics::RunInfo {
+                target: redact_url(&plan.target_display),
+                model: match plan.config.load {
+                    LoadModel::Open { .. } => "open".into(),
+                    LoadModel::Closed { .. } => "closed".into(),
+                },
+                offered_rate: match plan.config.load {
+                    LoadModel::Open { rate, .. } => Some(rate),
+                    LoadModel::Closed { .. } => None,
+                },
+            };
+            let server =
+                crate::metrics::MetricsServer::start(addr, info).map_err(Failure::Usage)?;
+            eprintln!("metrics: listening on http://{}/metrics", server.addr());
+            Some(server)
+        }
+        None => None,
+    };
+    let mut live = metrics.as_ref().map(|m| m.observer());
+    let done = crate::watch::execute_watched(
+        &plan,
+        args.out.as_deref(),
+        args.quiet,
+        &args.watch,
+        &stop,
+        live.as_mut()
+            .map(|o| o as &mut dyn chokepoint_engine::Observer),
+    )?;
+    drop(metrics);
     if args.json {
         crate::print_stdout(&format!("{}\n", done.json));
     } else {
         crate::print_stdout(&chokepoint_report::text::render_run(&done.summary));
+        if let Some(resources) = &done.summary.resources {
+            crate::print_stdout(&chokepoint_report::resources::render_resources(resources));
+        }
+    }
+    if let Some(traces) = traces {
+        crate::traces_cmd::finish_run(traces, &done, args.out.as_deref(), args.json)?;
     }
     Ok(if done.result.interrupted {
         EXIT_INTERRUPTED
@@ -76,12 +125,35 @@ pub fn execute(
     keep_intervals: bool,
     stop: &StopSignal,
 ) -> Result<Executed, Failure> {
+    execute_with(plan, out, quiet, keep_intervals, stop, None)
+}
+
+/// [`execute`], with one more observer called after the run's own output
+/// (live metrics).
+pub fn execute_with(
+    plan: &Plan,
+    out: Option<&Path>,
+    quiet: bool,
+    keep_intervals: bool,
+    stop: &StopSignal,
+    extra: Option<&mut dyn chokepoint_engine::Observer>,
+) -> Result<Executed, Failure> {
     let mut output = RunOutput::new(out, quiet, plan.expected_duration).map_err(Failure::Usage)?;
     if keep_intervals {
         output.keep_intervals();
     }
-    let result = chokepoint_engine::run(plan.config.clone(), &mut output, stop)
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let result = match extra {
+        Some(second) => chokepoint_engine::run(
+            plan.config.clone(),
+            &mut crate::metrics::Tee {
+                first: &mut output,
+                second,
+            },
+            stop,
+        ),
+        None => chokepoint_engine::run(plan.config.clone(), &mut output, stop),
+    }
+    .map_err(|e| Failure::Usage(e.to_string()))?;
     let summary = build_summary(plan, &result);
     let json = serde_json::to_string_pretty(&summary).expect("summaries serialize");
     output.finish(&json).map_err(Failure::Usage)?;
@@ -206,5 +278,6 @@ pub fn build_summary(plan: &Plan, result: &RunResult) -> RunSummary {
         http2: config.http2,
         tls_verification_disabled: config.insecure,
         timeout_s: config.timeout.as_secs_f64(),
+        resources: None,
     }
 }

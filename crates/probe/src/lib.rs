@@ -229,6 +229,17 @@ pub struct Probe {
     cgroup_dir: Option<PathBuf>,
 }
 
+/// Reads a probe's most recent interval; stays valid after the probe stops.
+#[derive(Clone)]
+pub struct Latest(Arc<Mutex<Shared>>);
+
+impl Latest {
+    /// The most recent interval, if any.
+    pub fn get(&self) -> Option<Rates> {
+        self.0.lock().ok().and_then(|s| s.latest)
+    }
+}
+
 /// What a probe measured, with notes on what it could not.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProbeReport {
@@ -330,6 +341,11 @@ impl Probe {
     /// The most recent interval.
     pub fn latest(&self) -> Option<Rates> {
         self.shared.lock().ok().and_then(|s| s.latest)
+    }
+
+    /// A cloneable reader of the most recent interval.
+    pub fn latest_handle(&self) -> Latest {
+        Latest(self.shared.clone())
     }
 
     /// Totals so far.

@@ -6,9 +6,16 @@
 //! summary loaded from disk prints exactly like a fresh one.
 #![deny(missing_docs)]
 
+pub mod check;
+pub mod compare;
+pub mod history;
+pub mod markup;
 pub mod redact;
 pub mod summary;
 pub mod text;
 pub mod timeseries;
 
 pub use summary::{LatencyMs, RequestSummary, RunSummary, WarmupSummary, RUN_SCHEMA};
+pub mod resources;
+pub mod soak;
+pub mod stress;

@@ -162,6 +162,10 @@ pub struct RunSummary {
     /// Per-request timeout in seconds.
     #[serde(default)]
     pub timeout_s: f64,
+    /// The target's resources over the measured window (`--watch-pid`,
+    /// `--watch-cgroup`); `null` when not probed.
+    #[serde(default)]
+    pub resources: Option<crate::resources::Resources>,
 }
 
 impl RunSummary {

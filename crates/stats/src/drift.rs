@@ -215,8 +215,10 @@ impl Default for StallConfig {
         StallConfig {
             min_slow_fraction: 0.02,
             min_slow_requests: 3,
-            min_events: 3,
-            max_gap_cv: 0.3,
+            // Random slow seconds have gaps with a CV near 1 (exponential); five
+            // events with a CV under 0.25 are very unlikely without a cause.
+            min_events: 5,
+            max_gap_cv: 0.25,
         }
     }
 }

@@ -49,7 +49,11 @@ pub fn find_knee(points: &[(f64, f64)], min_rise: f64) -> Option<Knee> {
         let xn = (x - x_min) / (x_max - x_min);
         let yn = (y - y_min) / (y_max - y_min);
         let d = xn - yn;
-        if d > 0.0 && best.map_or(true, |b| d > b.strength) {
+        let better = match best {
+            None => true,
+            Some(b) => d > b.strength,
+        };
+        if d > 0.0 && better {
             best = Some(Knee {
                 index,
                 x,

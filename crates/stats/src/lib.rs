@@ -26,7 +26,7 @@ pub type Histogram = hdrhistogram::Histogram<u64>;
 pub mod bootstrap;
 pub mod changepoint;
 pub mod compare;
-pub mod significance;
 pub mod drift;
 pub mod knee;
+pub mod significance;
 pub mod usl;
