@@ -862,15 +862,19 @@ async fn worker(ctx: Rc<ThreadCtx>) {
             shared.starting.fetch_sub(1, Ordering::AcqRel);
         }
         let Some(slot) = slot else { break };
-        if slot.intended_ns > now && !ctx.timer.sleep_until(slot.intended_ns).await {
-            break;
+        let mut sent_ns = now;
+        if slot.intended_ns > now {
+            if !ctx.timer.sleep_until(slot.intended_ns).await {
+                break;
+            }
+            sent_ns = now_ns();
         }
         let request_idx = ctx.pick_request();
         let request = &shared.prepared[request_idx];
         let trace = ctx.trace_ids();
         let mut t = Timings {
             intended_ns: slot.intended_ns,
-            sent_ns: now_ns(),
+            sent_ns,
             ..Timings::default()
         };
         ctx.mine.in_flight.fetch_add(1, Ordering::Relaxed);
