@@ -214,14 +214,15 @@ pub fn build_summary(plan: &Plan, result: &RunResult) -> RunSummary {
         .requests
         .iter()
         .zip(&m.by_request)
-        .map(|(spec, r)| {
+        .enumerate()
+        .map(|(idx, (spec, r))| {
             (
                 spec.name.clone(),
                 RequestSummary {
                     requests: r.requests,
                     ok: r.ok,
                     errors: errors_map(&r.errors),
-                    latency_ms: latency(&r.latency),
+                    latency_ms: latency(m.request_latency(idx)),
                 },
             )
         })

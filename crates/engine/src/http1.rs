@@ -10,8 +10,10 @@ use crate::clock::now_ns;
 use crate::conn::Stream;
 use crate::recorder::{ErrorKind, Timings};
 
-/// Read buffer size; also the limit on the size of a response head.
-const BUF_SIZE: usize = 16 * 1024;
+/// Initial read buffer: small, so ten thousand idle connections stay cheap.
+const BUF_SIZE: usize = 4 * 1024;
+/// Read buffer once a body spans several reads: fewer syscalls for big bodies.
+const BODY_BUF_SIZE: usize = 64 * 1024;
 /// Largest response head accepted (status line plus headers).
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
@@ -73,7 +75,12 @@ impl H1Conn {
     ) -> Result<Response, ExchangeError> {
         let reused = self.exchanges > 0;
         self.exchanges += 1;
-        t.written_ns = now_ns();
+        // On a reused connection the attempt starts with the write: no second clock read.
+        t.written_ns = if t.connect_us.is_none() && t.sent_ns != 0 {
+            t.sent_ns
+        } else {
+            now_ns()
+        };
         if let Err(e) = self.stream.write_all(request).await {
             return Err(if reused && is_closed(&e) {
                 ExchangeError::Stale
@@ -111,6 +118,13 @@ impl H1Conn {
             status: head.status,
             reusable,
         })
+    }
+
+    /// Grows the buffer for a body that spans several reads.
+    fn grow_for_body(&mut self) {
+        if self.buf.len() < BODY_BUF_SIZE {
+            self.buf.resize(BODY_BUF_SIZE, 0);
+        }
     }
 
     /// Reads into the buffer; 0 means the peer closed.
@@ -185,6 +199,9 @@ impl H1Conn {
             if remaining == 0 {
                 return Ok(());
             }
+            if remaining > self.buf.len() as u64 {
+                self.grow_for_body();
+            }
             match self.fill().await {
                 Ok(0) | Err(_) => return Err(ExchangeError::Failed(ErrorKind::Io)),
                 Ok(_) => {}
@@ -198,7 +215,7 @@ impl H1Conn {
             self.start = self.end;
             match self.fill().await {
                 Ok(0) => return Ok(()),
-                Ok(_) => {}
+                Ok(_) => self.grow_for_body(),
                 Err(_) => return Err(ExchangeError::Failed(ErrorKind::Io)),
             }
         }
@@ -218,7 +235,7 @@ impl H1Conn {
             }
             match self.fill().await {
                 Ok(0) | Err(_) => return Err(ExchangeError::Failed(ErrorKind::Io)),
-                Ok(_) => {}
+                Ok(_) => self.grow_for_body(),
             }
         }
     }
@@ -237,9 +254,16 @@ fn is_closed(e: &io::Error) -> bool {
 /// Parses a response head; `Ok(None)` when more bytes are needed.
 fn parse_head(bytes: &[u8]) -> Result<Option<Head>, ExchangeError> {
     let protocol = ExchangeError::Failed(ErrorKind::Protocol);
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let len = match response.parse(bytes) {
+    // Uninitialized header slots: zeroing 100 of them for every response showed in profiles.
+    let mut headers =
+        [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        bytes,
+        &mut headers,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(protocol),

@@ -34,7 +34,9 @@ mod timer;
 mod tls;
 
 pub use clock::now_ns;
-pub use recorder::{ErrorCounts, ErrorKind, RequestStats, SlowTraces, Stats, SLOW_TRACES_KEPT};
+pub use recorder::{
+    ErrorCounts, ErrorKind, RequestStats, SlowTraces, Stats, Timings, SLOW_TRACES_KEPT,
+};
 pub use run::{run, IntervalReport, NoObserver, Observer, RunConfig, RunResult, StopSignal};
 pub use schedule::{Arrival, Limits, LoadModel, Schedule, Slot};
 pub use target::{RequestSpec, Scheme, Target};

@@ -196,7 +196,8 @@ pub struct Stats {
     pub receive: Histogram,
     /// Actual send minus intended send (µs): generator lag plus waiting for a free connection.
     pub schedule_lag: Histogram,
-    /// Per named request, indexed like the run's request list.
+    /// Per named request, indexed like the run's request list. With a single
+    /// request its `latency` stays empty: use [`Stats::request_latency`].
     pub by_request: Vec<RequestStats>,
     /// Slowest requests' trace ids (with trace propagation).
     pub slow_traces: SlowTraces,
@@ -223,6 +224,15 @@ impl Stats {
             by_request: (0..n_requests).map(|_| RequestStats::new()).collect(),
             slow_traces: SlowTraces::default(),
             connections_opened: 0,
+        }
+    }
+
+    /// Latency of the named request `idx` (the run's latency when there is only one).
+    pub fn request_latency(&self, idx: usize) -> &Histogram {
+        if self.by_request.len() == 1 {
+            &self.latency
+        } else {
+            &self.by_request[idx].latency
         }
     }
 
@@ -277,19 +287,90 @@ impl Stats {
     }
 }
 
-/// The timings of one finished request, engine clock (ns).
+/// The timings of one finished request, engine clock (ns), and its byte counts.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Timings {
+pub struct Timings {
+    /// When the schedule intended the request to be sent.
     pub intended_ns: u64,
+    /// When the attempt started (connection set-up included).
     pub sent_ns: u64,
+    /// First response byte.
     pub first_byte_ns: u64,
+    /// End of the response body.
     pub end_ns: u64,
-    /// When the request wrote its first byte (after any connect and handshake).
+    /// When the request's first byte was written (after any connect and handshake).
     pub written_ns: u64,
+    /// TCP connect time, when this request opened a connection.
     pub connect_us: Option<u64>,
+    /// TLS handshake time, when this request opened a TLS connection.
     pub tls_us: Option<u64>,
+    /// Response bytes (head and body).
     pub bytes_received: u64,
+    /// Request bytes.
     pub bytes_sent: u64,
+}
+
+impl Stats {
+    /// Records a connection opened ahead of any request (pre-connect).
+    pub fn record_connection(&mut self, t: &Timings) {
+        if let Some(c) = t.connect_us {
+            self.connect.saturating_record(c);
+            self.connections_opened += 1;
+        }
+        if let Some(c) = t.tls_us {
+            self.tls.saturating_record(c);
+        }
+    }
+
+    /// Records one finished request: `result` is `Ok(())` or its error kind;
+    /// `trace_id` competes for a place among the slowest traces.
+    #[inline]
+    pub fn record(
+        &mut self,
+        request_idx: usize,
+        t: &Timings,
+        result: Result<(), ErrorKind>,
+        trace_id: Option<u128>,
+    ) {
+        use crate::clock::micros_between as us;
+        self.requests += 1;
+        self.bytes_received += t.bytes_received;
+        self.bytes_sent += t.bytes_sent;
+        self.schedule_lag
+            .saturating_record(us(t.intended_ns, t.sent_ns));
+        self.record_connection(t);
+        // With a single kind of request its latency is the run's: not recorded twice.
+        let multiple_requests = self.by_request.len() > 1;
+        let per_request = &mut self.by_request[request_idx];
+        per_request.requests += 1;
+        let responded = match result {
+            Ok(()) => {
+                self.ok += 1;
+                per_request.ok += 1;
+                true
+            }
+            Err(kind) => {
+                self.errors.add(kind);
+                per_request.errors.add(kind);
+                kind.has_response()
+            }
+        };
+        if responded {
+            let latency = us(t.intended_ns, t.end_ns);
+            self.latency.saturating_record(latency);
+            if multiple_requests {
+                per_request.latency.saturating_record(latency);
+            }
+            self.service.saturating_record(us(t.sent_ns, t.end_ns));
+            self.ttfb
+                .saturating_record(us(t.written_ns, t.first_byte_ns));
+            self.receive
+                .saturating_record(us(t.first_byte_ns, t.end_ns));
+            if let Some(id) = trace_id {
+                self.slow_traces.offer(latency, id);
+            }
+        }
+    }
 }
 
 /// The thread-local sink of measurements: measured and warmup statistics.
@@ -306,78 +387,12 @@ impl Recorder {
         }
     }
 
-    /// Records a connection opened ahead of any request (pre-connect).
-    pub(crate) fn record_connection(&mut self, warmup: bool, t: &Timings) {
-        let stats = if warmup {
+    /// The statistics a request (or connection) of this phase goes to.
+    pub(crate) fn phase(&mut self, warmup: bool) -> &mut Stats {
+        if warmup {
             &mut self.warmup
         } else {
             &mut self.measured
-        };
-        if let Some(c) = t.connect_us {
-            stats.connect.saturating_record(c);
-            stats.connections_opened += 1;
-        }
-        if let Some(c) = t.tls_us {
-            stats.tls.saturating_record(c);
-        }
-    }
-
-    /// Records one finished request. `result` is `Ok(())` or the error kind.
-    pub(crate) fn record(
-        &mut self,
-        warmup: bool,
-        request_idx: usize,
-        t: &Timings,
-        result: Result<(), ErrorKind>,
-        trace_id: Option<u128>,
-    ) {
-        let stats = if warmup {
-            &mut self.warmup
-        } else {
-            &mut self.measured
-        };
-        use crate::clock::micros_between as us;
-        stats.requests += 1;
-        stats.bytes_received += t.bytes_received;
-        stats.bytes_sent += t.bytes_sent;
-        let per_request = &mut stats.by_request[request_idx];
-        per_request.requests += 1;
-        stats
-            .schedule_lag
-            .saturating_record(us(t.intended_ns, t.sent_ns));
-        if let Some(c) = t.connect_us {
-            stats.connect.saturating_record(c);
-            stats.connections_opened += 1;
-        }
-        if let Some(c) = t.tls_us {
-            stats.tls.saturating_record(c);
-        }
-        let responded = match result {
-            Ok(()) => {
-                stats.ok += 1;
-                per_request.ok += 1;
-                true
-            }
-            Err(kind) => {
-                stats.errors.add(kind);
-                per_request.errors.add(kind);
-                kind.has_response()
-            }
-        };
-        if responded {
-            let latency = us(t.intended_ns, t.end_ns);
-            stats.latency.saturating_record(latency);
-            per_request.latency.saturating_record(latency);
-            stats.service.saturating_record(us(t.sent_ns, t.end_ns));
-            stats
-                .ttfb
-                .saturating_record(us(t.written_ns, t.first_byte_ns));
-            stats
-                .receive
-                .saturating_record(us(t.first_byte_ns, t.end_ns));
-            if let Some(id) = trace_id {
-                stats.slow_traces.offer(latency, id);
-            }
         }
     }
 }
@@ -409,9 +424,9 @@ mod tests {
             end_ns: 7_000_000,
             ..Timings::default()
         };
-        r.record(false, 0, &t, Ok(()), None);
-        r.record(false, 0, &t, Err(ErrorKind::Timeout), None);
-        r.record(true, 0, &t, Ok(()), None);
+        r.phase(false).record(0, &t, Ok(()), None);
+        r.phase(false).record(0, &t, Err(ErrorKind::Timeout), None);
+        r.phase(true).record(0, &t, Ok(()), None);
         let m = &r.measured;
         assert_eq!(
             (m.requests, m.ok, m.errors.get(ErrorKind::Timeout)),

@@ -215,6 +215,24 @@ const HEARTBEAT_EVERY: Duration = Duration::from_millis(1);
 const HEARTBEAT_STALE_NS: u64 = 3_000_000;
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
+/// Raises the open-file limit to its hard maximum: every connection is a descriptor.
+fn raise_fd_limit() {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: plain syscalls on a valid, local rlimit struct.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+                lim.rlim_cur = lim.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
+        }
+    }
+}
+
 /// Runs a load test to completion (or until `stop` fires). Blocks the calling
 /// thread, which coordinates; `observer` is called on it.
 pub fn run(
@@ -222,6 +240,7 @@ pub fn run(
     observer: &mut dyn Observer,
     stop: &StopSignal,
 ) -> Result<RunResult, EngineError> {
+    raise_fd_limit();
     let (shared, threads_n, initial) = prepare(config)?;
     let threads: Vec<_> = (0..threads_n)
         .map(|_| {
@@ -686,11 +705,11 @@ impl Client {
         let mut t = Timings::default();
         match self {
             Client::Http1 { conn, .. } => {
-                if let Ok(stream) = ctx.connector.connect(&mut t).await {
+                if let Ok(stream) = Box::pin(ctx.connector.connect(&mut t)).await {
                     *conn = Some(H1Conn::new(stream));
                 }
             }
-            Client::Http2(pool) => pool.preconnect(&mut t).await,
+            Client::Http2(pool) => Box::pin(pool.preconnect(&mut t)).await,
         }
         t
     }
@@ -727,7 +746,9 @@ impl Client {
                 for attempt in 0..2 {
                     let c = match conn {
                         Some(c) => c,
-                        None => conn.insert(H1Conn::new(ctx.connector.connect(t).await?)),
+                        // Boxed: the TLS handshake's state is large and rarely needed,
+                        // and would otherwise bloat every idle worker.
+                        None => conn.insert(H1Conn::new(Box::pin(ctx.connector.connect(t)).await?)),
                     };
                     match c.exchange(bytes, request.is_head, t).await {
                         Ok(response) => {
@@ -758,7 +779,7 @@ impl Client {
                     write_traceparent(&mut tp, trace_id, span_id);
                     std::str::from_utf8(&tp).expect("hex is ASCII")
                 });
-                pool.send(request, header, t).await
+                Box::pin(pool.send(request, header, t)).await
             }
         }
     }
@@ -822,7 +843,8 @@ async fn worker(ctx: Rc<ThreadCtx>) {
                 .recorder
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .record_connection(warmup, &t);
+                .phase(warmup)
+                .record_connection(&t);
         }
     }
     let mut gate = shared.gate.subscribe();
@@ -840,15 +862,19 @@ async fn worker(ctx: Rc<ThreadCtx>) {
             shared.starting.fetch_sub(1, Ordering::AcqRel);
         }
         let Some(slot) = slot else { break };
-        if slot.intended_ns > now && !ctx.timer.sleep_until(slot.intended_ns).await {
-            break;
+        let mut sent_ns = now;
+        if slot.intended_ns > now {
+            if !ctx.timer.sleep_until(slot.intended_ns).await {
+                break;
+            }
+            sent_ns = now_ns();
         }
         let request_idx = ctx.pick_request();
         let request = &shared.prepared[request_idx];
         let trace = ctx.trace_ids();
         let mut t = Timings {
             intended_ns: slot.intended_ns,
-            sent_ns: now_ns(),
+            sent_ns,
             ..Timings::default()
         };
         ctx.mine.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -878,13 +904,8 @@ async fn worker(ctx: Rc<ThreadCtx>) {
             .recorder
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .record(
-                slot.warmup,
-                request_idx,
-                &t,
-                result,
-                trace.map(|(id, _)| id),
-            );
+            .phase(slot.warmup)
+            .record(request_idx, &t, result, trace.map(|(id, _)| id));
     }
     drop(client);
     ctx.worker_exited();
