@@ -26,6 +26,7 @@ mod conn;
 mod deadline;
 mod h2;
 mod http1;
+mod profile;
 mod recorder;
 mod run;
 mod schedule;
@@ -34,6 +35,9 @@ mod timer;
 mod tls;
 
 pub use clock::now_ns;
+#[doc(hidden)]
+pub use http1::{fuzz_decode_chunked, fuzz_parse_head};
+pub use profile::{Ramp, Shard, ShardLoad, Stage};
 pub use recorder::{
     ErrorCounts, ErrorKind, RequestStats, SlowTraces, Stats, Timings, SLOW_TRACES_KEPT,
 };

@@ -19,6 +19,7 @@ use crate::conn::Connector;
 use crate::deadline::Watchdog;
 use crate::h2::H2Pool;
 use crate::http1::{ExchangeError, H1Conn};
+use crate::profile::Ramp;
 use crate::recorder::{ErrorKind, Recorder, Stats, Timings};
 use crate::schedule::{Limits, LoadModel, Schedule};
 use crate::target::{
@@ -52,6 +53,14 @@ pub struct RunConfig {
     pub threads: usize,
     /// Seed for arrival gaps, request mix and trace ids.
     pub seed: u64,
+    /// Stages: the load ramps over time (see [`Ramp`]); `None` keeps it constant.
+    pub ramp: Option<Ramp>,
+    /// Open model: the first arrival's offset in arrivals (0 ≤ phase < 1), so
+    /// that shards interleave (see [`crate::Shard::split`]).
+    pub arrival_phase: f64,
+    /// Wall-clock time at which the schedule starts (shards start together);
+    /// connections are opened before it. `None` starts as soon as they are.
+    pub start_at: Option<SystemTime>,
 }
 
 impl RunConfig {
@@ -73,6 +82,9 @@ impl RunConfig {
             trace_propagate: false,
             threads: 0,
             seed: 0x5eed_c0ffee,
+            ramp: None,
+            arrival_phase: 0.0,
+            start_at: None,
         }
     }
 }
@@ -191,7 +203,8 @@ struct ThreadShared {
 }
 
 enum Command {
-    SpawnWorker,
+    /// Start a worker for this lane (its spawn order).
+    SpawnWorker(usize),
     Stop,
     Shutdown,
 }
@@ -241,6 +254,7 @@ pub fn run(
     stop: &StopSignal,
 ) -> Result<RunResult, EngineError> {
     raise_fd_limit();
+    let start_at = config.start_at;
     let (shared, threads_n, initial) = prepare(config)?;
     let threads: Vec<_> = (0..threads_n)
         .map(|_| {
@@ -281,6 +295,7 @@ pub fn run(
         spare: Recorder::new(shared.prepared.len()),
         interval: Stats::new(shared.prepared.len()),
         intervals_emitted: 0,
+        spawned: 0,
     };
     for _ in 0..initial {
         coordinator.spawn_worker();
@@ -292,6 +307,15 @@ pub fn run(
         && !stop.is_stopped()
     {
         std::thread::sleep(Duration::from_micros(200));
+    }
+    if let Some(at) = start_at {
+        // Shards start together: wait (interruptibly) for the agreed wall-clock time.
+        while !stop.is_stopped() {
+            match at.duration_since(SystemTime::now()) {
+                Ok(left) if !left.is_zero() => std::thread::sleep(left.min(PROGRESS_EVERY)),
+                _ => break,
+            }
+        }
     }
     let start_ns = now_ns();
     let start_wall = SystemTime::now();
@@ -389,8 +413,20 @@ fn prepare(config: RunConfig) -> Result<(Arc<Shared>, usize, usize), EngineError
     };
     let (gate, _) = watch::channel(false);
     let (done_tx, _) = mpsc::channel();
+    if let Some(ramp) = &config.ramp {
+        ramp.validate().map_err(EngineError::BadConfig)?;
+    }
+    if !(0.0..1.0).contains(&config.arrival_phase) {
+        return Err(EngineError::BadConfig(format!(
+            "arrival phase must be in [0, 1), got {}",
+            config.arrival_phase
+        )));
+    }
+    let schedule = Schedule::new(config.load, config.limits, config.seed)
+        .with_ramp(config.ramp.clone())
+        .with_phase(config.arrival_phase);
     let shared = Arc::new(Shared {
-        schedule: Schedule::new(config.load, config.limits, config.seed),
+        schedule,
         prepared,
         cumulative_weights,
         target: config.target,
@@ -436,6 +472,8 @@ struct Coordinator<'a> {
     /// Scratch for merging one interval across threads.
     interval: Stats,
     intervals_emitted: u64,
+    /// Workers spawned so far: the next worker's lane.
+    spawned: usize,
 }
 
 impl Coordinator<'_> {
@@ -446,7 +484,9 @@ impl Coordinator<'_> {
         shared.starting.fetch_add(1, Ordering::AcqRel);
         let idx = self.next_thread;
         self.next_thread = (self.next_thread + 1) % self.senders.len();
-        let _ = self.senders[idx].send(Command::SpawnWorker);
+        let lane = self.spawned;
+        self.spawned += 1;
+        let _ = self.senders[idx].send(Command::SpawnWorker(lane));
     }
 
     /// Adds connections when open-model slots are running late for lack of one.
@@ -679,8 +719,8 @@ fn thread_main(
         });
         while let Some(command) = commands.recv().await {
             match command {
-                Command::SpawnWorker => {
-                    tokio::task::spawn_local(worker(ctx.clone()));
+                Command::SpawnWorker(lane) => {
+                    tokio::task::spawn_local(worker(ctx.clone(), lane));
                 }
                 Command::Stop => ctx.timer.stop(),
                 Command::Shutdown => break,
@@ -824,7 +864,8 @@ impl ThreadCtx {
 }
 
 /// The one worker loop: claim a slot, wait for its intended time, send, record.
-async fn worker(ctx: Rc<ThreadCtx>) {
+/// `lane` is the worker's spawn order (a closed-model ramp starts lanes in turn).
+async fn worker(ctx: Rc<ThreadCtx>, lane: usize) {
     let shared = &ctx.shared;
     let mut client = match &ctx.h2 {
         Some(pool) => Client::Http2(pool.clone()),
@@ -833,7 +874,7 @@ async fn worker(ctx: Rc<ThreadCtx>) {
             scratch: Vec::new(),
         },
     };
-    if shared.keepalive {
+    if shared.keepalive && shared.schedule.lane_starts_active(lane) {
         let t = client.preconnect(&ctx).await;
         if t.connect_us.is_some() {
             let schedule = &shared.schedule;
@@ -856,7 +897,7 @@ async fn worker(ctx: Rc<ThreadCtx>) {
     let mut first = true;
     loop {
         let now = now_ns();
-        let slot = shared.schedule.next(now);
+        let slot = shared.schedule.next_lane(lane, now);
         if first {
             first = false;
             shared.starting.fetch_sub(1, Ordering::AcqRel);

@@ -7,9 +7,16 @@
 //! (no coordinated omission). In the closed model a slot is due the moment it
 //! is claimed. The backlog of an overloaded open-model run is implicit in the
 //! schedule's position: it costs no memory however long the run.
+//!
+//! Stages and shards live here too ([`crate::profile`]): an open-model ramp
+//! moves the arrivals (an inhomogeneous arrival process), a closed-model ramp
+//! delays each connection's ("lane's") slots until the load reaches it, and a
+//! shard's arrivals carry a phase so that shards interleave evenly.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
+
+use crate::profile::Ramp;
 
 /// How open-model arrivals are spaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +67,11 @@ pub struct Slot {
 }
 
 struct State {
-    /// Offset of the next open-model arrival from the start (ns, fractional).
+    /// Offset of the next open-model arrival from the start (ns, fractional;
+    /// infinite when there is none).
     next_offset_ns: f64,
+    /// Position of the next arrival in arrival units (the integral of the rate).
+    next_u: f64,
     /// Open-model slots handed out so far.
     index: u64,
     measured_issued: u64,
@@ -72,6 +82,12 @@ struct State {
 pub struct Schedule {
     model: LoadModel,
     limits: Limits,
+    /// Stages: the load changes over time (open: rate, closed: connections).
+    ramp: Option<Ramp>,
+    /// Open model: position of the first arrival in arrival units (shards).
+    phase: f64,
+    /// Closed model with a ramp: lanes that will never be active again.
+    retired: AtomicUsize,
     start_ns: AtomicU64,
     state: Mutex<State>,
     /// Intended time of the next unclaimed open-model slot (for the connection spawner).
@@ -88,9 +104,13 @@ impl Schedule {
         Schedule {
             model,
             limits,
+            ramp: None,
+            phase: 0.0,
+            retired: AtomicUsize::new(0),
             start_ns: AtomicU64::new(0),
             state: Mutex::new(State {
                 next_offset_ns: 0.0,
+                next_u: 0.0,
                 index: 0,
                 measured_issued: 0,
                 rng: fastrand::Rng::with_seed(seed),
@@ -102,10 +122,88 @@ impl Schedule {
         }
     }
 
-    /// Fixes time zero (engine clock, ns). The first open-model slot is due then.
+    /// The load follows `ramp` (stages) instead of staying constant. Open
+    /// model: the ramp's values are rates; the model's `rate` should be its
+    /// peak (it sizes connections). Closed model: the values are connections;
+    /// the model's `concurrency` is the number of lanes.
+    pub fn with_ramp(mut self, ramp: Option<Ramp>) -> Self {
+        self.ramp = ramp;
+        self.reset_position();
+        self
+    }
+
+    /// Open model: the first arrival comes `phase` arrivals late (0 ≤ phase < 1),
+    /// so that shards' arrivals interleave.
+    pub fn with_phase(mut self, phase: f64) -> Self {
+        self.phase = if phase.is_finite() {
+            phase.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        self.reset_position();
+        self
+    }
+
+    fn reset_position(&mut self) {
+        let phase = self.phase;
+        let offset = self.offset_ns(phase);
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        state.next_u = phase;
+        state.next_offset_ns = offset;
+    }
+
+    /// Offset from the start (ns) of the arrival at position `u`; infinite when never.
+    fn offset_ns(&self, u: f64) -> f64 {
+        match (self.model, &self.ramp) {
+            (_, Some(ramp)) => ramp.time_of_arrival(u).unwrap_or(f64::INFINITY),
+            (LoadModel::Open { rate, .. }, None) => u * 1e9 / rate,
+            (LoadModel::Closed { .. }, None) => 0.0,
+        }
+    }
+
+    /// Position of the arrival after the one at `u`, the `index`-th.
+    fn next_position(&self, index: u64, u: f64, rng: &mut fastrand::Rng) -> f64 {
+        match self.model {
+            // From the index, not by accumulation, so rounding never adds a slot.
+            LoadModel::Open {
+                arrival: Arrival::Uniform,
+                ..
+            } => index as f64 + self.phase,
+            // Unit-mean exponential gaps in arrival units (inverse transform; 1 - u is in (0, 1]).
+            LoadModel::Open {
+                arrival: Arrival::Poisson,
+                ..
+            } => u - (1.0 - rng.f64()).ln(),
+            LoadModel::Closed { .. } => u,
+        }
+    }
+
+    /// Fixes time zero (engine clock, ns). The first open-model slot is due
+    /// then (or later: a shard's phase, a ramp starting at zero).
     pub fn start(&self, start_ns: u64) {
         self.start_ns.store(start_ns, Ordering::Release);
-        self.next_due_ns.store(start_ns, Ordering::Release);
+        let first = self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_offset_ns;
+        let due = if first.is_finite() {
+            start_ns.saturating_add(first as u64)
+        } else {
+            u64::MAX
+        };
+        self.next_due_ns.store(due, Ordering::Release);
+    }
+
+    /// Closed model: whether connection `lane` has work at time zero (a ramp
+    /// may start it later; it then connects when it starts).
+    pub fn lane_starts_active(&self, lane: usize) -> bool {
+        match (&self.ramp, self.model) {
+            (Some(ramp), LoadModel::Closed { .. }) => {
+                ramp.first_at_least(lane as f64 + 1.0, 0) == Some(0)
+            }
+            _ => true,
+        }
     }
 
     /// Time zero, or 0 before `start`.
@@ -151,18 +249,36 @@ impl Schedule {
     /// Claims the next slot; `now_ns` is the caller's current clock reading.
     /// `None` when the schedule is over.
     pub fn next(&self, now_ns: u64) -> Option<Slot> {
+        self.next_lane(0, now_ns)
+    }
+
+    /// Claims the next slot for connection `lane` (0-based, in spawn order);
+    /// only a closed-model ramp tells lanes apart. `None` when the schedule is
+    /// over for this lane.
+    pub fn next_lane(&self, lane: usize, now_ns: u64) -> Option<Slot> {
         if self.is_done() {
             return None;
         }
         let start = self.start_ns();
         let warmup_end = start + self.limits.warmup_ns;
         let end = self.limits.duration_ns.map(|d| warmup_end + d);
-        if let LoadModel::Closed { .. } = self.model {
+        if let LoadModel::Closed { concurrency } = self.model {
             // Due now: no shared state to update unless requests are counted.
             if end.is_some_and(|end| now_ns >= end) {
                 return self.exhaust();
             }
-            let warmup = now_ns < warmup_end;
+            let mut intended_ns = now_ns;
+            if let Some(ramp) = &self.ramp {
+                // A lane sends while the load is at least its number + 1; otherwise
+                // its slot is due when the ramp reaches it.
+                match ramp.first_at_least(lane as f64 + 1.0, now_ns.saturating_sub(start)) {
+                    Some(at) if end.is_none_or(|end| start + at < end) => {
+                        intended_ns = intended_ns.max(start + at);
+                    }
+                    _ => return self.retire_lane(concurrency),
+                }
+            }
+            let warmup = intended_ns < warmup_end;
             if !warmup {
                 if let Some(max) = self.limits.max_requests {
                     if self.closed_issued.fetch_add(1, Ordering::AcqRel) >= max {
@@ -171,15 +287,16 @@ impl Schedule {
                 }
             }
             return Some(Slot {
-                intended_ns: now_ns,
+                intended_ns,
                 warmup,
             });
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let intended_ns = match self.model {
-            LoadModel::Closed { .. } => now_ns,
-            LoadModel::Open { .. } => start + state.next_offset_ns as u64,
-        };
+        if !state.next_offset_ns.is_finite() {
+            // The ramp's rate fell to zero for good: no arrival will ever come.
+            return self.exhaust();
+        }
+        let intended_ns = start + state.next_offset_ns as u64;
         if end.is_some_and(|end| intended_ns >= end || now_ns >= end) {
             // The window is over; late open-model slots still unsent are dropped
             // (counted by `dropped`), so a run ends on time however slow the target.
@@ -196,20 +313,19 @@ impl Schedule {
             }
             state.measured_issued += 1;
         }
-        if let LoadModel::Open { rate, arrival, .. } = self.model {
-            let mean_gap_ns = 1e9 / rate;
-            state.index += 1;
-            state.next_offset_ns = match arrival {
-                // From the index, not by accumulation, so rounding never adds a slot.
-                Arrival::Uniform => state.index as f64 * 1e9 / rate,
-                // Inverse transform of an exponential; 1 - u is in (0, 1].
-                Arrival::Poisson => {
-                    state.next_offset_ns - (1.0 - state.rng.f64()).ln() * mean_gap_ns
-                }
-            };
-            self.next_due_ns
-                .store(start + state.next_offset_ns as u64, Ordering::Release);
-        }
+        state.index += 1;
+        let State {
+            index, next_u, rng, ..
+        } = &mut *state;
+        let u = self.next_position(*index, *next_u, rng);
+        state.next_u = u;
+        state.next_offset_ns = self.offset_ns(u);
+        let due = if state.next_offset_ns.is_finite() {
+            start.saturating_add(state.next_offset_ns as u64)
+        } else {
+            u64::MAX
+        };
+        self.next_due_ns.store(due, Ordering::Release);
         Some(Slot {
             intended_ns,
             warmup,
@@ -219,7 +335,7 @@ impl Schedule {
     /// Open-model arrivals of the measured window that were never sent because
     /// the window ended while they waited for a free connection.
     pub fn dropped(&self) -> u64 {
-        let LoadModel::Open { rate, arrival, .. } = self.model else {
+        let LoadModel::Open { .. } = self.model else {
             return 0;
         };
         let Some(duration) = self.limits.duration_ns else {
@@ -230,8 +346,8 @@ impl Schedule {
         }
         let end_offset = (self.limits.warmup_ns + duration) as f64;
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let mean_gap_ns = 1e9 / rate;
         let mut offset = state.next_offset_ns;
+        let mut u = state.next_u;
         let mut index = state.index;
         let mut issued = state.measured_issued;
         let mut dropped = 0;
@@ -241,12 +357,19 @@ impl Schedule {
                 issued += 1;
             }
             index += 1;
-            offset = match arrival {
-                Arrival::Uniform => index as f64 * 1e9 / rate,
-                Arrival::Poisson => offset - (1.0 - state.rng.f64()).ln() * mean_gap_ns,
-            };
+            u = self.next_position(index, u, &mut state.rng);
+            offset = self.offset_ns(u);
         }
         dropped
+    }
+
+    /// A closed-model lane that the ramp will never need again leaves; the
+    /// schedule is over when the last one has.
+    fn retire_lane(&self, lanes: usize) -> Option<Slot> {
+        if self.retired.fetch_add(1, Ordering::AcqRel) + 1 >= lanes {
+            return self.exhaust();
+        }
+        None
     }
 
     fn exhaust(&self) -> Option<Slot> {
@@ -357,5 +480,113 @@ mod tests {
         assert_eq!(s.next(42).unwrap().intended_ns, 42);
         s.stop();
         assert!(s.next(43).is_none());
+    }
+
+    fn window(secs: u64) -> Limits {
+        Limits {
+            warmup_ns: 0,
+            duration_ns: Some(secs * 1_000_000_000),
+            max_requests: None,
+        }
+    }
+
+    fn stages(start: f64, stages: &[(u64, f64)]) -> Ramp {
+        Ramp {
+            start,
+            stages: stages
+                .iter()
+                .map(|&(secs, target)| crate::profile::Stage {
+                    duration_ns: secs * 1_000_000_000,
+                    target,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn shards_interleave_into_the_single_generator_schedule() {
+        let whole = Schedule::new(open(1_000.0, Arrival::Uniform), window(1), 1);
+        whole.start(0);
+        let expected: Vec<u64> =
+            std::iter::from_fn(|| whole.next(0).map(|s| s.intended_ns)).collect();
+        let mut merged = Vec::new();
+        for i in 0..4 {
+            let part = crate::Shard::new(i, 4)
+                .unwrap()
+                .split(open(1_000.0, Arrival::Uniform), None)
+                .unwrap();
+            let s = Schedule::new(part.load, window(1), 1).with_phase(part.arrival_phase);
+            s.start(0);
+            let mine: Vec<u64> = std::iter::from_fn(|| s.next(0).map(|x| x.intended_ns)).collect();
+            assert_eq!(mine.len(), 250, "shard {i}");
+            merged.extend(mine);
+        }
+        merged.sort_unstable();
+        assert_eq!(merged.len(), expected.len());
+        for (a, b) in merged.iter().zip(&expected) {
+            assert!(a.abs_diff(*b) <= 1, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn open_ramp_places_arrivals_by_the_integral_of_the_rate() {
+        // 0 → 100/s over 2 s (100 arrivals), then 100/s for 1 s (100 more).
+        let ramp = stages(0.0, &[(2, 100.0), (1, 100.0)]);
+        let s = Schedule::new(open(100.0, Arrival::Uniform), window(3), 1).with_ramp(Some(ramp));
+        s.start(0);
+        let times: Vec<u64> = std::iter::from_fn(|| s.next(0).map(|x| x.intended_ns)).collect();
+        assert_eq!(times.len(), 200);
+        let in_first_second = times.iter().filter(|&&t| t < 1_000_000_000).count();
+        assert_eq!(in_first_second, 25, "a quarter of the ramp's arrivals");
+        let last_gap = times[199] - times[198];
+        assert!(last_gap.abs_diff(10_000_000) < 1_000, "{last_gap}");
+        // Gaps shrink while the rate grows.
+        assert!(times[2] - times[1] > times[60] - times[59]);
+    }
+
+    #[test]
+    fn poisson_ramp_follows_the_rate() {
+        let ramp = stages(0.0, &[(10, 2_000.0)]);
+        let s = Schedule::new(open(2_000.0, Arrival::Poisson), window(10), 3).with_ramp(Some(ramp));
+        s.start(0);
+        let times: Vec<u64> = std::iter::from_fn(|| s.next(0).map(|x| x.intended_ns)).collect();
+        // Expected 10,000 arrivals, 1/4 of them in the first half.
+        assert!(
+            (times.len() as f64 - 10_000.0).abs() < 400.0,
+            "{}",
+            times.len()
+        );
+        let first_half = times.iter().filter(|&&t| t < 5_000_000_000).count() as f64;
+        assert!(
+            (first_half / times.len() as f64 - 0.25).abs() < 0.02,
+            "{first_half}"
+        );
+    }
+
+    #[test]
+    fn closed_ramp_starts_and_retires_lanes() {
+        // 0 → 4 connections over 4 s, then down to 0 over 4 s.
+        let ramp = stages(0.0, &[(4, 4.0), (4, 0.0)]);
+        let s =
+            Schedule::new(LoadModel::Closed { concurrency: 4 }, window(8), 1).with_ramp(Some(ramp));
+        s.start(0);
+        assert!(!s.lane_starts_active(0));
+        // Lane 2 is due when the load reaches 3 (t = 3 s).
+        assert_eq!(s.next_lane(2, 0).unwrap().intended_ns, 3_000_000_000);
+        assert_eq!(
+            s.next_lane(0, 2_000_000_000).unwrap().intended_ns,
+            2_000_000_000
+        );
+        // At 6 s the load is 2: lane 3 is never needed again.
+        assert!(s.next_lane(3, 6_000_000_000).is_none());
+        assert!(!s.is_done(), "other lanes go on");
+        assert_eq!(
+            s.next_lane(1, 6_000_000_000).unwrap().intended_ns,
+            6_000_000_000
+        );
+        assert!(s.next_lane(2, 6_000_000_000).is_none());
+        assert!(s.next_lane(1, 7_000_000_000).is_none());
+        assert!(s.next_lane(0, 7_500_000_000).is_none());
+        assert!(s.is_done(), "the last lane ends the schedule");
     }
 }
