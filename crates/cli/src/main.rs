@@ -1,7 +1,7 @@
 //! The `chokepoint` binary: parse, dispatch, print the error, choose the exit code.
 
 use chokepoint::{
-    check_cmd, compare_cmd, demo_cmd, history_cmd, lab_cmd, run_cmd, soak_cmd, stress_cmd,
+    check_cmd, compare_cmd, demo_cmd, diagnose_cmd, history_cmd, lab_cmd, run_cmd, soak_cmd, stress_cmd,
     traces_cmd, Failure,
 };
 use clap::{Parser, Subcommand};
@@ -62,6 +62,11 @@ enum Command {
         after_help = "Examples:\n  chokepoint soak http://127.0.0.1:8080/ --rate 200 --duration 2h --watch-pid 1234\n  chokepoint soak http://127.0.0.1:8080/ --rate 50 --duration 60s --window 5s --json"
     )]
     Soak(soak_cmd::SoakArgs),
+    /// Isolate and fix: combine run, stress, soak and trace evidence into ranked constraints and a fix plan.
+    #[command(
+        after_help = "Examples:\n  chokepoint diagnose --run base/ --traces spans.jsonl\n  chokepoint diagnose --run base/ --stress stress/ --soak soak/ --json\n  chokepoint diagnose --run base/ --out diagnosis/    # diagnosis.json + report.html"
+    )]
+    Diagnose(diagnose_cmd::DiagnoseArgs),
 }
 
 fn main() {
@@ -101,6 +106,7 @@ fn main() {
         Command::Traces(args) => traces_cmd::run(args),
         Command::Stress(args) => stress_cmd::run(args),
         Command::Soak(args) => soak_cmd::run(args),
+        Command::Diagnose(args) => diagnose_cmd::run(args),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -39,7 +39,8 @@ pub use clock::now_ns;
 pub use http1::{fuzz_decode_chunked, fuzz_parse_head};
 pub use profile::{Ramp, Shard, ShardLoad, Stage};
 pub use recorder::{
-    ErrorCounts, ErrorKind, RequestStats, SlowTraces, Stats, Timings, SLOW_TRACES_KEPT,
+    ErrorCounts, ErrorKind, RequestStats, SlowTraces, Stats, Timings, TraceSample,
+    SLOW_TRACES_KEPT, TRACE_SAMPLE_BANDS, TRACE_SAMPLE_PER_BAND,
 };
 pub use run::{run, IntervalReport, NoObserver, Observer, RunConfig, RunResult, StopSignal};
 pub use schedule::{Arrival, Limits, LoadModel, Schedule, Slot};

@@ -169,6 +169,76 @@ impl SlowTraces {
     }
 }
 
+/// Latency bands of the trace sample: half-octaves of microseconds.
+pub const TRACE_SAMPLE_BANDS: usize = 64;
+/// Trace ids kept per band.
+pub const TRACE_SAMPLE_PER_BAND: usize = 64;
+
+/// A bounded, mergeable sample of (latency, trace id) across the whole
+/// latency range: per half-octave latency band, the [`TRACE_SAMPLE_PER_BAND`]
+/// requests whose trace id hashes lowest (bottom-k sampling). The union of two
+/// samples cut back to the lowest hashes is exactly the sample of the union,
+/// so per-thread and per-interval samples merge without bias. About 100 KiB
+/// when full, whatever the run length; empty without trace propagation.
+#[derive(Debug, Clone, Default)]
+pub struct TraceSample {
+    /// Per band, a max-heap on the hash: the top is the first to go.
+    bands: Vec<BinaryHeap<(u64, u64, u128)>>,
+}
+
+impl TraceSample {
+    fn band(latency_us: u64) -> usize {
+        if latency_us < 2 {
+            return 0;
+        }
+        let octave = 63 - latency_us.leading_zeros() as usize;
+        let upper_half = (latency_us >> (octave - 1)) & 1;
+        (2 * octave + upper_half as usize).min(TRACE_SAMPLE_BANDS - 1)
+    }
+
+    fn hash(trace_id: u128) -> u64 {
+        // SplitMix64 finalizer over both halves: trace ids need not be random.
+        let mut z = (trace_id as u64) ^ ((trace_id >> 64) as u64).rotate_left(32);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Offers one request's latency (µs) and trace id.
+    pub fn offer(&mut self, latency_us: u64, trace_id: u128) {
+        self.insert((Self::hash(trace_id), latency_us, trace_id));
+    }
+
+    fn insert(&mut self, entry: (u64, u64, u128)) {
+        if self.bands.is_empty() {
+            self.bands = vec![BinaryHeap::new(); TRACE_SAMPLE_BANDS];
+        }
+        let heap = &mut self.bands[Self::band(entry.1)];
+        if heap.len() < TRACE_SAMPLE_PER_BAND {
+            heap.push(entry);
+        } else if heap.peek().is_some_and(|top| entry.0 < top.0) {
+            heap.pop();
+            heap.push(entry);
+        }
+    }
+
+    fn merge(&mut self, other: &TraceSample) {
+        for heap in &other.bands {
+            for &entry in heap.iter() {
+                self.insert(entry);
+            }
+        }
+    }
+
+    /// Every sampled request: (latency µs, trace id).
+    pub fn entries(&self) -> impl Iterator<Item = (u64, u128)> + '_ {
+        self.bands
+            .iter()
+            .flatten()
+            .map(|&(_, latency, id)| (latency, id))
+    }
+}
+
 /// Everything measured over some period (an interval, a warmup, a whole run).
 #[derive(Debug, Clone)]
 pub struct Stats {
@@ -201,6 +271,8 @@ pub struct Stats {
     pub by_request: Vec<RequestStats>,
     /// Slowest requests' trace ids (with trace propagation).
     pub slow_traces: SlowTraces,
+    /// A sample of trace ids across all latencies (with trace propagation).
+    pub trace_sample: TraceSample,
     /// New connections opened.
     pub connections_opened: u64,
 }
@@ -223,6 +295,7 @@ impl Stats {
             schedule_lag: new_histogram(),
             by_request: (0..n_requests).map(|_| RequestStats::new()).collect(),
             slow_traces: SlowTraces::default(),
+            trace_sample: TraceSample::default(),
             connections_opened: 0,
         }
     }
@@ -258,6 +331,7 @@ impl Stats {
             a.merge(b);
         }
         self.slow_traces.merge(&other.slow_traces);
+        self.trace_sample.merge(&other.trace_sample);
         self.connections_opened += other.connections_opened;
     }
 
@@ -283,6 +357,7 @@ impl Stats {
             r.reset();
         }
         self.slow_traces = SlowTraces::default();
+        self.trace_sample = TraceSample::default();
         self.connections_opened = 0;
     }
 }
@@ -368,6 +443,7 @@ impl Stats {
                 .saturating_record(us(t.first_byte_ns, t.end_ns));
             if let Some(id) = trace_id {
                 self.slow_traces.offer(latency, id);
+                self.trace_sample.offer(latency, id);
             }
         }
     }
@@ -400,6 +476,37 @@ impl Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_samples_are_bounded_and_merge_like_the_union() {
+        let mut whole = TraceSample::default();
+        let mut parts = [TraceSample::default(), TraceSample::default()];
+        for i in 0..100_000u64 {
+            let latency_us = 100 + (i * 7919) % 20_000;
+            let id = u128::from(i) * 0x9e37_79b9_7f4a_7c15 + 1;
+            whole.offer(latency_us, id);
+            parts[(i % 2) as usize].offer(latency_us, id);
+        }
+        let mut merged = TraceSample::default();
+        merged.merge(&parts[0]);
+        merged.merge(&parts[1]);
+        let mut a: Vec<_> = whole.entries().collect();
+        let mut b: Vec<_> = merged.entries().collect();
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b, "bottom-k samples merge exactly");
+        assert!(a.len() <= TRACE_SAMPLE_BANDS * TRACE_SAMPLE_PER_BAND);
+        // Every latency band that saw requests is represented.
+        let bands: std::collections::BTreeSet<usize> =
+            a.iter().map(|&(l, _)| TraceSample::band(l)).collect();
+        assert_eq!(
+            bands.len(),
+            (TraceSample::band(100)..=TraceSample::band(20_099)).count()
+        );
+        assert_eq!(TraceSample::band(1), 0);
+        assert_eq!(TraceSample::band(1024), 20);
+        assert_eq!(TraceSample::band(1536), 21);
+    }
 
     #[test]
     fn slow_traces_keep_the_slowest_hundred() {

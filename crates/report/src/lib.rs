@@ -19,3 +19,5 @@ pub use summary::{LatencyMs, RequestSummary, RunSummary, WarmupSummary, RUN_SCHE
 pub mod resources;
 pub mod soak;
 pub mod stress;
+pub mod html;
+pub mod html_svg;

@@ -39,6 +39,14 @@ pub enum Selection {
     /// The tail is exactly these traces (trace id → client-measured latency, ns);
     /// the P50 group is chosen by duration among the others.
     Explicit(HashMap<TraceId, u64>),
+    /// Both groups chosen by the client-measured latency of a load test: the
+    /// tail is `tail`, the P50 group is `p50` (trace id → client latency, ns).
+    Client {
+        /// Requests at or beyond the client's P99.
+        tail: HashMap<TraceId, u64>,
+        /// Requests around the client's median.
+        p50: HashMap<TraceId, u64>,
+    },
 }
 
 /// Limits of the aggregation.
@@ -141,6 +149,8 @@ pub struct Aggregator {
     bands: BTreeMap<i32, Band>,
     tail: Band,
     tail_client_ns: u128,
+    /// The P50 group under [`Selection::Client`].
+    p50_client: Band,
     findings: HashMap<FindingKey, FindingAgg>,
     findings_dropped: u64,
     gaps: HashMap<(Sym, Sym), GapAgg>,
@@ -162,6 +172,7 @@ impl Aggregator {
             bands: BTreeMap::new(),
             tail: Band::default(),
             tail_client_ns: 0,
+            p50_client: Band::default(),
             findings: HashMap::new(),
             findings_dropped: 0,
             gaps: HashMap::new(),
@@ -205,20 +216,28 @@ impl Aggregator {
             let k = self.key(item.key, item.wait);
             path.push((k, item.ns, item.wait));
         }
-        let explicit = match &self.selection {
-            Selection::Explicit(ids) => ids.get(&t.trace_id).copied(),
-            Selection::Duration => None,
+        let (explicit, in_p50) = match &self.selection {
+            Selection::Explicit(ids) => (ids.get(&t.trace_id).copied(), false),
+            Selection::Client { tail, p50 } => (
+                tail.get(&t.trace_id).copied(),
+                p50.contains_key(&t.trace_id),
+            ),
+            Selection::Duration => (None, false),
         };
         match explicit {
             Some(client_ns) => {
                 self.tail.add(t.duration_ns, &path);
                 self.tail_client_ns += u128::from(client_ns);
             }
-            None => self
-                .bands
-                .entry(band_of(t.duration_ns))
-                .or_default()
-                .add(t.duration_ns, &path),
+            None => {
+                if in_p50 {
+                    self.p50_client.add(t.duration_ns, &path);
+                }
+                self.bands
+                    .entry(band_of(t.duration_ns))
+                    .or_default()
+                    .add(t.duration_ns, &path)
+            }
         }
         self.scratch = path;
         for f in &t.findings {
@@ -280,12 +299,18 @@ impl Aggregator {
         let mut p50 = Band::default();
         let mut tail = Band::default();
         let p50_ns = self.quantile(0.5).map_or(0.0, |q| q.1);
-        if let (Some((b_lo, _)), Some((b_hi, _))) = (self.quantile(lo), self.quantile(hi)) {
+        if matches!(self.selection, Selection::Client { .. }) && self.p50_client.count > 0 {
+            p50.merge(&self.p50_client);
+        } else if let (Some((b_lo, _)), Some((b_hi, _))) = (self.quantile(lo), self.quantile(hi))
+        {
             for (_, b) in self.bands.range(b_lo..=b_hi) {
                 p50.merge(b);
             }
         }
-        let explicit = matches!(self.selection, Selection::Explicit(_));
+        let explicit = matches!(
+            self.selection,
+            Selection::Explicit(_) | Selection::Client { .. }
+        );
         let (tail_from_ns, p99_ns);
         if explicit {
             tail.merge(&self.tail);
