@@ -15,7 +15,10 @@ pub mod summary;
 pub mod text;
 pub mod timeseries;
 
-pub use summary::{LatencyMs, RequestSummary, RunSummary, WarmupSummary, RUN_SCHEMA};
+pub use summary::{
+    LatencyMs, MergeSummary, RequestSummary, RunSummary, ShardSummary, StageSummary,
+    WarmupSummary, RUN_SCHEMA,
+};
 pub mod resources;
 pub mod soak;
 pub mod stress;

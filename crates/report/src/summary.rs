@@ -166,6 +166,64 @@ pub struct RunSummary {
     /// `--watch-cgroup`); `null` when not probed.
     #[serde(default)]
     pub resources: Option<crate::resources::Resources>,
+    /// This run's part of a distributed test (`run --shard I/N`); `null` otherwise.
+    #[serde(default)]
+    pub shard: Option<ShardSummary>,
+    /// Fingerprint of the whole test (target, requests, load, limits, shard
+    /// count; not secrets): shards of one test share it, `merge` checks it.
+    #[serde(default)]
+    pub scenario_fingerprint: Option<String>,
+    /// The whole load's stages (linear ramps), in order; empty for a constant load.
+    #[serde(default)]
+    pub stages: Vec<StageSummary>,
+    /// Set by `chokepoint merge`: what this run was merged from.
+    #[serde(default)]
+    pub merged: Option<MergeSummary>,
+}
+
+/// One shard of a distributed test.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ShardSummary {
+    /// 0-based index.
+    pub index: u32,
+    /// Number of shards.
+    pub count: u32,
+    /// The agreed start time (`--start-at`, RFC 3339).
+    #[serde(default)]
+    pub start_at: Option<String>,
+    /// How late this shard's schedule started after `start_at` (ms).
+    #[serde(default)]
+    pub start_skew_ms: Option<f64>,
+}
+
+/// One stage: the load ramps linearly from `from` to `to` (requests per
+/// second in the open model, connections in the closed model).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct StageSummary {
+    /// Start, seconds from the start of the run (warmup included).
+    pub start_s: f64,
+    /// Length in seconds.
+    pub duration_s: f64,
+    /// Load at the start of the stage.
+    pub from: f64,
+    /// Load at the end of the stage.
+    pub to: f64,
+}
+
+/// What `chokepoint merge` combined.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MergeSummary {
+    /// The run directories merged.
+    pub sources: Vec<String>,
+    /// Shard indexes present.
+    #[serde(default)]
+    pub shards: Vec<u32>,
+    /// The latest shard's measured window started this long after the first (ms).
+    #[serde(default)]
+    pub start_spread_ms: f64,
+    /// What did not match or could not be merged exactly.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 impl RunSummary {
