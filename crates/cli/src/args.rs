@@ -4,10 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chokepoint_engine::{Arrival, Limits, LoadModel, RequestSpec, RunConfig, Target};
+use chokepoint_engine::{
+    Arrival, Limits, LoadModel, Ramp, RequestSpec, RunConfig, Shard, Stage, Target,
+};
 use clap::Args;
 
-use crate::scenario::{self, ArrivalName};
+use crate::scenario::{self, ArrivalName, Stages};
 use crate::units;
 
 /// Where requests go and what they look like.
@@ -87,6 +89,41 @@ pub struct LoadArgs {
     pub seed: Option<u64>,
 }
 
+/// Scaling out and shaping the load over time (`chokepoint run` only).
+#[derive(Args, Debug, Clone, Default)]
+pub struct ScaleArgs {
+    /// Run generator I of N (0-based): the open model sends every N-th arrival
+    /// of --rate, the closed model every N-th of the -c connections. Merge the
+    /// shards' --out directories with `chokepoint merge`.
+    #[arg(long, value_name = "I/N", value_parser = crate::shard::parse_shard)]
+    pub shard: Option<(u32, u32)>,
+    /// Start the schedule at this wall-clock time (RFC 3339, e.g.
+    /// 2025-06-01T12:00:00Z), so shards on several machines start together.
+    #[arg(long = "start-at", value_name = "TIME")]
+    pub start_at: Option<String>,
+    /// Stages with linear ramps, DURATION:TARGET,... : rates with a unit ramp
+    /// the open model (30s:100/s,1m:1000/s), bare numbers ramp connections
+    /// (30s:10,1m:50). Ramps start from --rate / -c (default 0); the stages
+    /// set the duration.
+    #[arg(long, value_name = "DUR:TARGET,...")]
+    pub stages: Option<String>,
+}
+
+/// What a run says about its shard and stages beyond the engine configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ScaleInfo {
+    /// `(index, count)` when this run is one shard of several.
+    pub shard: Option<(u32, u32)>,
+    /// Fingerprint of the whole scenario (shards of one test share it).
+    pub fingerprint: String,
+    /// The whole load's stages: `(start_s, duration_s, from, to)`.
+    pub stages: Vec<(f64, f64, f64, f64)>,
+    /// The agreed start time, as given and parsed.
+    pub start_at: Option<(String, std::time::SystemTime)>,
+    /// What converting the target left out (HAR recordings), for stderr.
+    pub notes: Vec<String>,
+}
+
 /// A validated plan: the engine configuration plus what reports need to say about it.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -99,11 +136,45 @@ pub struct Plan {
 }
 
 /// Combines flags (which win) with a scenario file's `[load]` section.
+/// Scenario stages are refused here: they belong to `run` ([`plan_scaled`]).
 pub fn plan(request: &RequestArgs, conn: &ConnectionArgs, load: &LoadArgs) -> Result<Plan, String> {
-    let is_scenario = request.target.ends_with(".toml")
-        || (!request.target.contains("://") && std::path::Path::new(&request.target).is_file());
-    let (target, mut requests, file_load) = if is_scenario {
+    plan_scaled(request, conn, load, None).map(|(plan, _)| plan)
+}
+
+/// Whether a target names a file of requests rather than a URL.
+fn is_file_target(target: &str, suffix: &str) -> bool {
+    target.to_ascii_lowercase().ends_with(suffix)
+        || (!target.contains("://") && std::path::Path::new(target).is_file())
+}
+
+/// [`plan`] with `run`'s shard, start time and stages (`scale`); `None` for
+/// commands that shape the load themselves (`stress`, `soak`).
+pub fn plan_scaled(
+    request: &RequestArgs,
+    conn: &ConnectionArgs,
+    load: &LoadArgs,
+    scale: Option<&ScaleArgs>,
+) -> Result<(Plan, ScaleInfo), String> {
+    let is_har = request.target.to_ascii_lowercase().ends_with(".har");
+    let is_scenario = !is_har && is_file_target(&request.target, ".toml");
+    let mut file_stages = None;
+    let mut har_notes = Vec::new();
+    let mut file_connection = (false, false);
+    let (target, mut requests, file_load) = if is_har {
+        let converted = crate::har::load(
+            std::path::Path::new(&request.target),
+            &crate::har::HarOptions::default(),
+        )?;
+        let target =
+            Target::parse(&converted.base_url).map_err(|e| format!("{}: {e}", request.target))?;
+        har_notes = converted.notes.clone();
+        (target, converted.specs(), scenario::Load::default())
+    } else if is_scenario {
         let (scenario, requests) = scenario::load(std::path::Path::new(&request.target))?;
+        file_connection = (scenario.insecure, scenario.http2);
+        file_stages = scenario
+            .stages()
+            .map_err(|e| format!("{}: {e}", request.target))?;
         let target = Target::parse(&scenario.base_url)
             .map_err(|e| format!("{}: base_url: {e}", request.target))?;
         let specs: Vec<RequestSpec> = requests
@@ -121,7 +192,7 @@ pub fn plan(request: &RequestArgs, conn: &ConnectionArgs, load: &LoadArgs) -> Re
     } else {
         if !request.target.contains("://") {
             return Err(format!(
-                "`{}` is neither a URL (http://... or https://...) nor a scenario file (.toml)",
+                "`{}` is neither a URL (http://... or https://...) nor a scenario file (.toml) nor a HAR recording (.har)",
                 request.target
             ));
         }
@@ -147,7 +218,7 @@ pub fn plan(request: &RequestArgs, conn: &ConnectionArgs, load: &LoadArgs) -> Re
         };
         (target, vec![spec], scenario::Load::default())
     };
-    if is_scenario
+    if (is_scenario || is_har)
         && (request.data.is_some() || request.data_file.is_some() || request.method.is_some())
     {
         return Err("-X, -d and --data-file apply to URL targets; set method and body per request in the scenario".into());
@@ -156,44 +227,104 @@ pub fn plan(request: &RequestArgs, conn: &ConnectionArgs, load: &LoadArgs) -> Re
         r.headers.extend(request.headers.iter().cloned());
     }
 
-    let rate = load.rate.or(if load.concurrency.is_some() {
-        None
-    } else {
-        file_load.rate
-    });
-    let concurrency = load.concurrency.or(if load.rate.is_some() {
-        None
-    } else {
-        file_load.concurrency
-    });
+    let stages = match (scale.and_then(|s| s.stages.as_deref()), file_stages) {
+        (Some(text), _) => Some(Stages::parse_flag(text)?),
+        (None, Some(_)) if scale.is_none() => {
+            return Err(format!(
+                "{}: stages apply to `chokepoint run`; this command shapes the load itself",
+                request.target
+            ))
+        }
+        (None, file) => file,
+    };
+    if let Some(st) = &stages {
+        if load.duration.is_some() || file_load.duration.is_some() {
+            return Err(format!(
+                "stages set the duration (their sum, {}); drop --duration / [load] duration",
+                humantime::format_duration(st.total())
+            ));
+        }
+        if st.open && load.concurrency.is_some() {
+            return Err("the stages ramp a rate (open model); -c does not apply (a bare number in --stages is a number of connections)".into());
+        }
+        if !st.open && load.rate.is_some() {
+            return Err("the stages ramp connections (closed model); --rate does not apply (write rates with a unit in --stages, e.g. 30s:100/s)".into());
+        }
+    }
+    let staged_open = stages.as_ref().map(|s| s.open);
+
+    let rate = load.rate.or(
+        if load.concurrency.is_some() || staged_open == Some(false) {
+            None
+        } else {
+            file_load.rate
+        },
+    );
+    let concurrency = load
+        .concurrency
+        .or(if load.rate.is_some() || staged_open == Some(true) {
+            None
+        } else {
+            file_load.concurrency
+        });
     let arrival = load.arrival.or(file_load.arrival);
-    if arrival.is_some() && rate.is_none() {
+    let open = staged_open.unwrap_or(rate.is_some());
+    if arrival.is_some() && !open {
         return Err("--arrival applies to the open model; give --rate too".into());
     }
     let max_connections = load
         .max_connections
         .or(file_load.max_connections)
         .unwrap_or(10_000);
-    if load.max_connections.is_some() && rate.is_none() {
+    if load.max_connections.is_some() && !open {
         return Err("--max-connections applies to the open model; give --rate too (use -c for the closed model)".into());
     }
-    let model = match (rate, concurrency) {
-        (Some(rate), None) => LoadModel::Open {
-            rate,
-            arrival: match arrival.unwrap_or(ArrivalName::Uniform) {
-                ArrivalName::Uniform => Arrival::Uniform,
-                ArrivalName::Poisson => Arrival::Poisson,
-            },
-            max_connections: usize::try_from(max_connections).unwrap_or(usize::MAX),
+    let arrival = match arrival.unwrap_or(ArrivalName::Uniform) {
+        ArrivalName::Uniform => Arrival::Uniform,
+        ArrivalName::Poisson => Arrival::Poisson,
+    };
+    let max_connections_usize = usize::try_from(max_connections).unwrap_or(usize::MAX);
+    let ramp = stages.as_ref().map(|st| Ramp {
+        start: if st.open {
+            rate.unwrap_or(0.0)
+        } else {
+            concurrency.unwrap_or(0) as f64
         },
-        (None, c) => LoadModel::Closed {
+        stages: st
+            .stages
+            .iter()
+            .map(|(d, target)| Stage {
+                duration_ns: d.as_nanos() as u64,
+                target: *target,
+            })
+            .collect(),
+    });
+    let model = match (&ramp, rate, concurrency) {
+        (Some(r), _, _) if open => LoadModel::Open {
+            rate: r.peak(),
+            arrival,
+            max_connections: max_connections_usize,
+        },
+        (Some(r), _, _) => LoadModel::Closed {
+            concurrency: r.peak().floor() as usize,
+        },
+        (None, Some(rate), None) => LoadModel::Open {
+            rate,
+            arrival,
+            max_connections: max_connections_usize,
+        },
+        (None, None, c) => LoadModel::Closed {
             concurrency: usize::try_from(c.unwrap_or(50)).unwrap_or(usize::MAX),
         },
-        (Some(_), Some(_)) => {
+        (None, Some(_), Some(_)) => {
             return Err("give either --rate (open model) or -c (closed model), not both".into())
         }
     };
-    if matches!(model, LoadModel::Closed { concurrency: 0 }) {
+    if let Some(r) = &ramp {
+        if r.peak() <= 0.0 || matches!(model, LoadModel::Closed { concurrency: 0 }) {
+            return Err("the stages never reach any load (every target is 0)".into());
+        }
+    } else if matches!(model, LoadModel::Closed { concurrency: 0 }) {
         return Err("-c must be at least 1".into());
     }
     if max_connections == 0 {
@@ -203,14 +334,27 @@ pub fn plan(request: &RequestArgs, conn: &ConnectionArgs, load: &LoadArgs) -> Re
     if max_requests == Some(0) {
         return Err("-n must be at least 1".into());
     }
-    let duration = load
-        .duration
-        .or(file_load.duration)
-        .or(if max_requests.is_some() {
-            None
-        } else {
-            Some(Duration::from_secs(10))
-        });
+    let warmup = load.warmup.or(file_load.warmup).unwrap_or(Duration::ZERO);
+    let duration = match &stages {
+        Some(st) => {
+            if warmup >= st.total() {
+                return Err(format!(
+                    "--warmup {} is not shorter than the stages ({}); warmup is the first part of the stages",
+                    humantime::format_duration(warmup),
+                    humantime::format_duration(st.total())
+                ));
+            }
+            Some(st.total() - warmup)
+        }
+        None => load
+            .duration
+            .or(file_load.duration)
+            .or(if max_requests.is_some() {
+                None
+            } else {
+                Some(Duration::from_secs(10))
+            }),
+    };
     if duration == Some(Duration::ZERO) {
         return Err("--duration must be longer than zero".into());
     }
@@ -221,7 +365,6 @@ pub fn plan(request: &RequestArgs, conn: &ConnectionArgs, load: &LoadArgs) -> Re
     if timeout.is_zero() {
         return Err("--timeout must be longer than zero".into());
     }
-    let warmup = load.warmup.or(file_load.warmup).unwrap_or(Duration::ZERO);
 
     let mut config = RunConfig::new(target, model);
     config.requests = requests;
@@ -232,21 +375,65 @@ pub fn plan(request: &RequestArgs, conn: &ConnectionArgs, load: &LoadArgs) -> Re
     };
     config.timeout = timeout;
     config.keepalive = !conn.no_keepalive;
-    config.http2 = conn.http2;
-    config.insecure = conn.insecure;
+    config.http2 = conn.http2 || file_connection.1;
+    config.insecure = conn.insecure || file_connection.0;
     config.trace_propagate = conn.trace_propagate;
     config.threads = conn.threads.unwrap_or(0);
     if let Some(seed) = load.seed {
         config.seed = seed;
     }
-    let target_display = if is_scenario {
+    config.ramp = ramp.clone();
+
+    let shard = scale.and_then(|s| s.shard);
+    let mut info = ScaleInfo {
+        shard,
+        fingerprint: crate::shard::fingerprint(&crate::shard::FingerprintInput {
+            config: &config,
+            stages: &stages.as_ref().map(Stages::canonical).unwrap_or_default(),
+            shards: shard.map_or(1, |(_, n)| n),
+        }),
+        stages: Vec::new(),
+        start_at: None,
+        notes: har_notes,
+    };
+    if let Some(r) = &ramp {
+        let mut t = 0.0;
+        let mut from = r.start;
+        for s in &r.stages {
+            let d = s.duration_ns as f64 / 1e9;
+            info.stages.push((t, d, from, s.target));
+            t += d;
+            from = s.target;
+        }
+    }
+    if let Some((index, count)) = shard {
+        let part = Shard::new(index, count)
+            .ok_or_else(|| format!("--shard {index}/{count}: index out of range"))?
+            .split(config.load, config.ramp.as_ref())
+            .map_err(|e| format!("--shard {index}/{count}: {e}"))?;
+        config.load = part.load;
+        config.ramp = part.ramp;
+        config.arrival_phase = part.arrival_phase;
+        // Independent arrival gaps and request mixes per shard.
+        config.seed ^= u64::from(index + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    if let Some(text) = scale.and_then(|s| s.start_at.as_deref()) {
+        let at = crate::shard::parse_rfc3339(text)?;
+        crate::shard::check_start_at(at, std::time::SystemTime::now(), text)?;
+        config.start_at = Some(at);
+        info.start_at = Some((text.to_string(), at));
+    }
+    let target_display = if is_scenario || is_har {
         format!("{}{}", config.target.origin(), config.target.base_path)
     } else {
         request.target.clone()
     };
-    Ok(Plan {
-        config,
-        target_display,
-        expected_duration: duration,
-    })
+    Ok((
+        Plan {
+            config,
+            target_display,
+            expected_duration: duration,
+        },
+        info,
+    ))
 }

@@ -41,6 +41,8 @@ pub struct RunArgs {
     otlp_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     watch: crate::watch::WatchArgs,
+    #[command(flatten)]
+    scale: crate::args::ScaleArgs,
 }
 
 /// Exit code of an interrupted run (128 + SIGINT).
@@ -48,8 +50,14 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Runs the command; returns the exit code.
 pub fn run(args: RunArgs) -> Result<i32, Failure> {
-    let mut plan =
-        args::plan(&args.request, &args.connection, &args.load).map_err(Failure::Usage)?;
+    let (mut plan, scale) = args::plan_scaled(
+        &args.request,
+        &args.connection,
+        &args.load,
+        Some(&args.scale),
+    )
+    .map_err(Failure::Usage)?;
+    crate::shard::before_run(&plan, &scale, args.out.as_deref(), args.quiet)?;
     let traces =
         crate::traces_cmd::start_for_run(&mut plan, args.otlp_listen, args.out.as_deref())?;
     let stop = StopSignal::new();
@@ -85,6 +93,8 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
             .map(|o| o as &mut dyn chokepoint_engine::Observer),
     )?;
     drop(metrics);
+    let mut done = done;
+    crate::shard::after_run(&mut done, &plan, &scale, args.out.as_deref())?;
     if args.json {
         crate::print_stdout(&format!("{}\n", done.json));
     } else {
@@ -279,5 +289,6 @@ pub fn build_summary(plan: &Plan, result: &RunResult) -> RunSummary {
         tls_verification_disabled: config.insecure,
         timeout_s: config.timeout.as_secs_f64(),
         resources: None,
+        ..RunSummary::default()
     }
 }

@@ -18,6 +18,16 @@ pub struct Scenario {
     /// Headers added to every request.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Skip TLS certificate verification (as `--insecure`; the report says so).
+    #[serde(default)]
+    pub insecure: bool,
+    /// Speak HTTP/2 (as `--http2`).
+    #[serde(default)]
+    pub http2: bool,
+    /// Stages (also accepted inside `[load]`): the load ramps linearly to
+    /// each stage's target over its duration.
+    #[serde(default)]
+    pub stages: Option<Vec<StageSpec>>,
     /// How to load the target; command-line flags override it.
     #[serde(default)]
     pub load: Load,
@@ -54,6 +64,165 @@ pub struct Load {
     /// Open-model connection cap.
     #[serde(default)]
     pub max_connections: Option<u64>,
+    /// Stages: the load ramps linearly to each stage's target over its duration.
+    #[serde(default)]
+    pub stages: Option<Vec<StageSpec>>,
+}
+
+/// One entry of `stages`: ramp to `rate` (open model) or `concurrency`
+/// (closed model) over `duration`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    /// Length of the stage.
+    #[serde(deserialize_with = "required_duration")]
+    pub duration: Duration,
+    /// Rate at the end of the stage (`"100/s"`, a number; 0 allowed).
+    #[serde(default, deserialize_with = "stage_rate")]
+    pub rate: Option<f64>,
+    /// Connections at the end of the stage (0 allowed).
+    #[serde(default)]
+    pub concurrency: Option<u64>,
+}
+
+fn required_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    units::parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+/// A stage rate: like `rate`, but zero (the end of a ramp down) is allowed.
+pub fn parse_stage_rate(text: &str) -> Result<f64, String> {
+    let number = text.split('/').next().unwrap_or("").trim();
+    if number.parse::<f64>() == Ok(0.0) {
+        return Ok(0.0);
+    }
+    units::parse_rate(text)
+}
+
+fn stage_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum RateValue {
+        Number(f64),
+        Text(String),
+    }
+    match RateValue::deserialize(d)? {
+        RateValue::Number(n) => parse_stage_rate(&n.to_string()).map(Some),
+        RateValue::Text(t) => parse_stage_rate(&t).map(Some),
+    }
+    .map_err(serde::de::Error::custom)
+}
+
+/// Stages after validation: one model for all of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stages {
+    /// Rates (open model) or connections (closed model).
+    pub open: bool,
+    /// `(duration, target)` in order.
+    pub stages: Vec<(Duration, f64)>,
+}
+
+impl Stages {
+    /// Total length.
+    pub fn total(&self) -> Duration {
+        self.stages.iter().map(|(d, _)| *d).sum()
+    }
+
+    /// A canonical text form (`30s:100/s,1m:1000/s` or `30s:10,1m:50`), for
+    /// fingerprints and messages.
+    pub fn canonical(&self) -> String {
+        self.stages
+            .iter()
+            .map(|(d, t)| {
+                let d = format!("{}ms", d.as_millis());
+                if self.open {
+                    format!("{d}:{t}/s")
+                } else {
+                    format!("{d}:{t}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Validates scenario stage entries; `at` names where they came from.
+    pub fn from_specs(specs: &[StageSpec], at: &str) -> Result<Stages, String> {
+        if specs.is_empty() {
+            return Err(format!("{at}: give at least one stage"));
+        }
+        let mut open = None;
+        let mut stages = Vec::new();
+        for (i, s) in specs.iter().enumerate() {
+            let which = format!("{at}[{}]", i + 1);
+            let (is_open, target) = match (s.rate, s.concurrency) {
+                (Some(r), None) => (true, r),
+                (None, Some(c)) => (false, c as f64),
+                (Some(_), Some(_)) => {
+                    return Err(format!(
+                        "{which}: set `rate` (open model) or `concurrency` (closed model), not both"
+                    ))
+                }
+                (None, None) => {
+                    return Err(format!(
+                        "{which}: set `rate` (open model) or `concurrency` (closed model)"
+                    ))
+                }
+            };
+            if open.is_some_and(|o| o != is_open) {
+                return Err(format!(
+                    "{which}: every stage must use the same model (all `rate` or all `concurrency`)"
+                ));
+            }
+            open = Some(is_open);
+            stages.push((s.duration, target));
+        }
+        Stages::checked(open.unwrap_or(true), stages, at)
+    }
+
+    /// Parses the flag form: `DUR:RATE,...` where a rate has a unit (`100/s`,
+    /// open model) and a bare number is a number of connections (closed model).
+    pub fn parse_flag(text: &str) -> Result<Stages, String> {
+        let at = "--stages";
+        let mut open = None;
+        let mut stages = Vec::new();
+        for (i, part) in text.split(',').enumerate() {
+            let part = part.trim();
+            let (dur, target) = part.split_once(':').ok_or_else(|| {
+                format!("{at} entry {} `{part}`: expected DURATION:TARGET such as 30s:100/s (rate) or 30s:50 (connections)", i + 1)
+            })?;
+            let duration = units::parse_duration(dur)
+                .map_err(|e| format!("{at} entry {} `{part}`: {e}", i + 1))?;
+            let is_open = target.contains('/');
+            let value = if is_open {
+                parse_stage_rate(target)
+            } else {
+                target.trim().parse::<u64>().map(|c| c as f64).map_err(|_| {
+                    format!("`{target}` is neither a rate with a unit (100/s) nor a number of connections")
+                })
+            }
+            .map_err(|e| format!("{at} entry {} `{part}`: {e}", i + 1))?;
+            if open.is_some_and(|o| o != is_open) {
+                return Err(format!(
+                    "{at} entry {} `{part}`: every stage must be a rate (100/s) or every stage a number of connections",
+                    i + 1
+                ));
+            }
+            open = Some(is_open);
+            stages.push((duration, value));
+        }
+        Stages::checked(open.unwrap_or(true), stages, at)
+    }
+
+    fn checked(open: bool, stages: Vec<(Duration, f64)>, at: &str) -> Result<Stages, String> {
+        let s = Stages { open, stages };
+        if s.total().is_zero() {
+            return Err(format!("{at}: the stages last zero seconds in total"));
+        }
+        if s.stages.len() > 1_000 {
+            return Err(format!("{at}: at most 1000 stages"));
+        }
+        Ok(s)
+    }
 }
 
 /// Arrival process names.
@@ -179,6 +348,15 @@ fn resolve(s: &Scenario, dir: &Path) -> Result<Vec<ResolvedRequest>, String> {
     if s.load.concurrency == Some(0) {
         return Err("[load] concurrency: must be at least 1".into());
     }
+    if s.stages.is_some() && s.load.stages.is_some() {
+        return Err("set `stages` at the top or in [load], not both".into());
+    }
+    if let Some(specs) = &s.stages {
+        Stages::from_specs(specs, "stages")?;
+    }
+    if let Some(specs) = &s.load.stages {
+        Stages::from_specs(specs, "[load] stages")?;
+    }
     let mut names = std::collections::HashSet::new();
     let mut out = Vec::new();
     for (i, r) in s.requests.iter().enumerate() {
@@ -237,9 +415,70 @@ fn resolve(s: &Scenario, dir: &Path) -> Result<Vec<ResolvedRequest>, String> {
     Ok(out)
 }
 
+impl Scenario {
+    /// The validated stages, wherever they were set.
+    pub fn stages(&self) -> Result<Option<Stages>, String> {
+        match (&self.stages, &self.load.stages) {
+            (Some(specs), _) => Stages::from_specs(specs, "stages").map(Some),
+            (None, Some(specs)) => Stages::from_specs(specs, "[load] stages").map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stages_at_the_top_or_in_load() {
+        let s = parse(
+            "base_url = \"http://x\"\nstages = [{duration = \"30s\", rate = \"100/s\"}, {duration = \"1m\", rate = 0}]\n[[request]]\n",
+        )
+        .unwrap();
+        let st = s.stages().unwrap().unwrap();
+        assert!(st.open);
+        assert_eq!(
+            st.stages,
+            vec![
+                (Duration::from_secs(30), 100.0),
+                (Duration::from_secs(60), 0.0)
+            ]
+        );
+        let s = parse("base_url = \"http://x\"\n[load]\nstages = [{duration = \"10s\", concurrency = 5}]\n[[request]]\n").unwrap();
+        assert_eq!(
+            s.stages().unwrap().unwrap().stages,
+            vec![(Duration::from_secs(10), 5.0)]
+        );
+        let err = parse(
+            "base_url = \"http://x\"\nstages = [{duration = \"10s\", rat = 5}]\n[[request]]\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("2:") && err.contains("unknown field `rat`"),
+            "{err}"
+        );
+        let s = parse("base_url = \"http://x\"\nstages = [{duration = \"10s\", rate = 5}, {duration = \"1s\", concurrency = 2}]\n[[request]]\n").unwrap();
+        let err = resolve(&s, Path::new(".")).unwrap_err();
+        assert!(
+            err.contains("stages[2]: every stage must use the same model"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn stage_flags() {
+        let st = Stages::parse_flag("30s:100/s, 1m:1000/s").unwrap();
+        assert_eq!(st.canonical(), "30000ms:100/s,60000ms:1000/s");
+        let st = Stages::parse_flag("10s:5,10s:0").unwrap();
+        assert!(!st.open);
+        for bad in ["30s", "30s:abc", "30s:100/s,10s:5", "0s:5", "x:5"] {
+            assert!(
+                Stages::parse_flag(bad).unwrap_err().starts_with("--stages"),
+                "{bad}"
+            );
+        }
+    }
 
     const GOOD: &str = r#"
 base_url = "http://127.0.0.1:8080"

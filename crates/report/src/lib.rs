@@ -16,11 +16,11 @@ pub mod text;
 pub mod timeseries;
 
 pub use summary::{
-    LatencyMs, MergeSummary, RequestSummary, RunSummary, ShardSummary, StageSummary,
-    WarmupSummary, RUN_SCHEMA,
+    LatencyMs, MergeSummary, RequestSummary, RunSummary, ShardSummary, StageSummary, WarmupSummary,
+    RUN_SCHEMA,
 };
+pub mod html;
+pub mod html_svg;
 pub mod resources;
 pub mod soak;
 pub mod stress;
-pub mod html;
-pub mod html_svg;
