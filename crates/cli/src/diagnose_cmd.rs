@@ -9,9 +9,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use chokepoint_diagnose::evidence::{
-    DriftEvidence, NetworkGap, OperationTime, Percentiles, Plateau, ResourceEvidence,
-    RunEvidence, SecondRow, SoakEvidence, StallEvidence, StressEvidence, StressPoint,
-    TraceEvidence, TraceFinding, UslEvidence,
+    DriftEvidence, NetworkGap, OperationTime, Percentiles, Plateau, ResourceEvidence, RunEvidence,
+    SecondRow, SoakEvidence, StallEvidence, StressEvidence, StressPoint, TraceEvidence,
+    TraceFinding, UslEvidence,
 };
 use chokepoint_diagnose::{diagnose, Diagnosis, Evidence, Horizon, Level};
 use chokepoint_report::soak::SoakReport;
@@ -129,7 +129,8 @@ pub fn load(inputs: &Inputs) -> Result<Loaded, Failure> {
     }
     let stress = match &inputs.stress {
         Some(p) => {
-            let (path, report) = read_report::<StressReport>(p, "stress.json", "chokepoint.stress.v1")?;
+            let (path, report) =
+                read_report::<StressReport>(p, "stress.json", "chokepoint.stress.v1")?;
             evidence.stress = Some(stress_evidence(&report, &path));
             Some(report)
         }
@@ -199,17 +200,16 @@ fn read_report<T: serde::de::DeserializeOwned>(
     let shown = file_path.display().to_string();
     let text = std::fs::read_to_string(&file_path)
         .map_err(|e| Failure::Usage(format!("{shown}: cannot read: {e}")))?;
-    let raw: Value = serde_json::from_str(&text).map_err(|e| {
-        Failure::Usage(format!("{shown}:{}:{}: {e}", e.line(), e.column()))
-    })?;
+    let raw: Value = serde_json::from_str(&text)
+        .map_err(|e| Failure::Usage(format!("{shown}:{}:{}: {e}", e.line(), e.column())))?;
     let found = raw.get("schema").and_then(Value::as_str).unwrap_or("");
     if found != schema {
         return Err(Failure::Usage(format!(
             "{shown}: field `schema` is `{found}`, expected `{schema}`"
         )));
     }
-    let report: T = serde_json::from_value(raw)
-        .map_err(|e| Failure::Usage(format!("{shown}: {e}")))?;
+    let report: T =
+        serde_json::from_value(raw).map_err(|e| Failure::Usage(format!("{shown}: {e}")))?;
     Ok((shown, report))
 }
 
@@ -224,8 +224,8 @@ fn read_trace_analysis(path: &Path) -> Result<Option<Value>, Failure> {
     if !head.contains("\"chokepoint.traces.v1\"") {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::Usage(format!("{shown}: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Failure::Usage(format!("{shown}: {e}")))?;
     let v: Value = serde_json::from_str(&text)
         .map_err(|e| Failure::Usage(format!("{shown}:{}:{}: {e}", e.line(), e.column())))?;
     if v.get("schema").and_then(Value::as_str) != Some(crate::traces_cmd::TRACES_SCHEMA) {

@@ -209,7 +209,10 @@ pub fn write_soak_report(dir: &Path, soak: &SoakReport) -> Result<(), Failure> {
             soak.target, soak.rate, soak.duration_s
         ),
         banner: Some((soak.verdict.clone(), soak.stable)),
-        runs: run.as_ref().map(|r| vec![panel("soak", r)]).unwrap_or_default(),
+        runs: run
+            .as_ref()
+            .map(|r| vec![panel("soak", r)])
+            .unwrap_or_default(),
         soak: Some(soak),
         footer: footer(),
         ..Report::default()

@@ -163,8 +163,16 @@ fn tiles_for(s: &RunSummary) -> Vec<(String, String, String)> {
     let beyond = |q: f64| ((1.0 - q) * l.count as f64).floor() as u64;
     vec![
         ("P50".into(), fmt_ms(l.p50), format!("{} samples", l.count)),
-        ("P99".into(), fmt_ms(l.p99), format!("{} beyond", beyond(0.99))),
-        ("P99.9".into(), fmt_ms(l.p99_9), format!("{} beyond", beyond(0.999))),
+        (
+            "P99".into(),
+            fmt_ms(l.p99),
+            format!("{} beyond", beyond(0.99)),
+        ),
+        (
+            "P99.9".into(),
+            fmt_ms(l.p99_9),
+            format!("{} beyond", beyond(0.999)),
+        ),
         (
             "Throughput".into(),
             format!("{:.1}/s", s.throughput_rps),
@@ -194,7 +202,10 @@ pub fn render(r: &Report<'_>) -> String {
         esc(&r.subtitle)
     );
     let tiles = if r.tiles.is_empty() {
-        r.runs.last().map(|p| tiles_for(p.summary)).unwrap_or_default()
+        r.runs
+            .last()
+            .map(|p| tiles_for(p.summary))
+            .unwrap_or_default()
     } else {
         r.tiles.clone()
     };
@@ -242,7 +253,11 @@ pub fn render(r: &Report<'_>) -> String {
     if let Some(s) = r.soak {
         soak(&mut h, s);
     }
-    let _ = write!(h, "</main><footer>{}</footer></body></html>\n", esc(&r.footer));
+    let _ = write!(
+        h,
+        "</main><footer>{}</footer></body></html>\n",
+        esc(&r.footer)
+    );
     h
 }
 
@@ -405,7 +420,11 @@ fn compare(h: &mut String, c: &CompareReport) {
         e.after_pct,
         esc(&e.verdict.replace('_', " "))
     );
-    for n in c.notes.iter().chain(c.differences.iter().map(|_| &c.verdict).take(0)) {
+    for n in c
+        .notes
+        .iter()
+        .chain(c.differences.iter().map(|_| &c.verdict).take(0))
+    {
         let _ = write!(h, "<div class=\"muted\">Note: {}</div>", esc(n));
     }
     for d in &c.differences {
@@ -499,10 +518,20 @@ fn runs(h: &mut String, panels: &[RunPanel<'_>]) {
         ));
         if p.seconds.iter().any(|r| r.errors > 0) {
             tp.push(series(
-                format!("{}errors/s", if overlay { format!("{} ", p.label) } else { String::new() }),
+                format!(
+                    "{}errors/s",
+                    if overlay {
+                        format!("{} ", p.label)
+                    } else {
+                        String::new()
+                    }
+                ),
                 1 + i * 2,
                 true,
-                p.seconds.iter().map(|r| (r.second, r.errors as f64)).collect(),
+                p.seconds
+                    .iter()
+                    .map(|r| (r.second, r.errors as f64))
+                    .collect(),
             ));
         }
     }
@@ -520,7 +549,11 @@ fn runs(h: &mut String, panels: &[RunPanel<'_>]) {
     let names = ["connect", "tls", "ttfb", "receive"];
     let groups: Vec<BarGroup> = names
         .iter()
-        .filter(|n| panels.iter().any(|p| p.summary.phases_ms.get(**n).is_some_and(|l| l.count > 0)))
+        .filter(|n| {
+            panels
+                .iter()
+                .any(|p| p.summary.phases_ms.get(**n).is_some_and(|l| l.count > 0))
+        })
         .map(|n| BarGroup {
             label: format!("{n} (mean)"),
             values: panels
@@ -636,7 +669,8 @@ fn stress(h: &mut String, s: &StressReport) {
     let _ = write!(
         h,
         "<p class=\"muted\">capacity {} · knee {} · failed first: {}</p>",
-        s.capacity_rps.map_or("–".into(), |c| format!("{c:.0} req/s")),
+        s.capacity_rps
+            .map_or("–".into(), |c| format!("{c:.0} req/s")),
         s.knee_rps.map_or("–".into(), |k| format!("{k:.0} req/s")),
         esc(s.failed_first.as_deref().unwrap_or("nothing"))
     );
@@ -851,7 +885,9 @@ mod tests {
             target: "http://x/<script>alert(1)</script>".into(),
             ..RunSummary::default()
         };
-        summary.errors.insert("<img src=x onerror=alert(1)>".into(), 3);
+        summary
+            .errors
+            .insert("<img src=x onerror=alert(1)>".into(), 3);
         let panel = RunPanel {
             label: "<b>run</b>".into(),
             summary: &summary,

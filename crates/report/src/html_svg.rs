@@ -153,16 +153,16 @@ impl LineChart {
             );
             return s;
         }
-        let (mut x0, mut x1) = pts
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(a, b), (x, _)| (a.min(*x), b.max(*x)));
+        let (mut x0, mut x1) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), (x, _)| {
+            (a.min(*x), b.max(*x))
+        });
         for m in &self.markers {
             x0 = x0.min(tx(m.x));
             x1 = x1.max(tx(m.x));
         }
-        let (mut y0, mut y1) = pts
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(a, b), (_, y)| (a.min(*y), b.max(*y)));
+        let (mut y0, mut y1) = pts.iter().fold((f64::MAX, f64::MIN), |(a, b), (_, y)| {
+            (a.min(*y), b.max(*y))
+        });
         if !self.y_log {
             y0 = y0.min(0.0);
         }
