@@ -43,6 +43,10 @@ pub struct MergeArgs {
     /// Print the merged summary JSON on stdout instead of the text report.
     #[arg(long)]
     json: bool,
+    /// Wait up to DUR for every shard's summary.json before merging (the
+    /// Kubernetes merge Job starts with the shards); then merge what is there.
+    #[arg(long, value_name = "DUR", value_parser = crate::units::parse_duration)]
+    wait: Option<std::time::Duration>,
 }
 
 /// Seconds in a year: interval timestamps below StartTime minus this are
@@ -221,6 +225,9 @@ impl LogReader {
 
 /// Runs the command; returns the exit code.
 pub fn run(args: MergeArgs) -> Result<i32, Failure> {
+    if let Some(limit) = args.wait {
+        wait_for_shards(&args.dirs, &args.out, limit);
+    }
     let merged = merge(&args.dirs, &args.out, args.force).map_err(Failure::Usage)?;
     let json = serde_json::to_string_pretty(&merged).expect("summaries serialize");
     if args.json {
@@ -242,6 +249,40 @@ pub fn run(args: MergeArgs) -> Result<i32, Failure> {
         crate::print_stdout(&chokepoint_report::text::render_run(&merged));
     }
     Ok(0)
+}
+
+/// Whether every shard of the test has finished (written its summary.json).
+fn all_finished(dirs: &[PathBuf], out: &Path) -> Result<bool, String> {
+    let sources = expand(dirs, out)?
+        .iter()
+        .map(|d| load_source(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut notes = Vec::new();
+    Ok(sources.iter().all(|s| s.summary.is_some())
+        && check_membership(&sources, false, &mut notes).is_ok())
+}
+
+/// Polls (every second, at most `limit`) until every shard has finished.
+fn wait_for_shards(dirs: &[PathBuf], out: &Path, limit: std::time::Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    let mut next_note = std::time::Instant::now();
+    while std::time::Instant::now() < deadline {
+        if all_finished(dirs, out) == Ok(true) {
+            return;
+        }
+        if std::time::Instant::now() >= next_note {
+            eprintln!(
+                "merge: waiting for every shard's summary.json (up to {})",
+                humantime::format_duration(limit)
+            );
+            next_note += std::time::Duration::from_secs(60);
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    eprintln!(
+        "merge: waited {}; merging what is there",
+        humantime::format_duration(limit)
+    );
 }
 
 fn looks_like_run(dir: &Path) -> bool {

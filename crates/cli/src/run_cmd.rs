@@ -45,6 +45,25 @@ pub struct RunArgs {
     scale: crate::args::ScaleArgs,
 }
 
+impl RunArgs {
+    /// Target and request flags.
+    pub(crate) fn request_args(&self) -> &RequestArgs {
+        &self.request
+    }
+    /// Connection flags.
+    pub(crate) fn connection_args(&self) -> &ConnectionArgs {
+        &self.connection
+    }
+    /// Load flags.
+    pub(crate) fn load_args(&self) -> &LoadArgs {
+        &self.load
+    }
+    /// Shard, start time and stages.
+    pub(crate) fn scale_args(&self) -> &crate::args::ScaleArgs {
+        &self.scale
+    }
+}
+
 /// Exit code of an interrupted run (128 + SIGINT).
 pub const EXIT_INTERRUPTED: i32 = 130;
 
