@@ -52,6 +52,9 @@ pub struct CompareArgs {
     /// Seed of the resampling [default: a fixed seed, so results are reproducible].
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+    /// Also write report.html (before/after overlays and the comparison) into DIR.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 /// `--min-effect`: `5%` or `5`, in percent.
@@ -148,6 +151,9 @@ pub fn run(args: CompareArgs) -> Result<i32, Failure> {
     let after = load(&args.after, "AFTER").map_err(Failure::Usage)?;
     let config = config(args.confidence, args.min_effect, args.resamples, args.seed);
     let report = compare_runs(&before, &after, &config).map_err(Failure::Usage)?;
+    if let Some(dir) = args.out.as_deref() {
+        crate::html_out::write_compare_report(dir, &before.files, &after.files, &report)?;
+    }
     let markdown_to_stdout = args.markdown.as_deref() == Some(Path::new("-"));
     if let Some(path) = args.markdown.as_deref().filter(|_| !markdown_to_stdout) {
         std::fs::write(path, shape::render_markdown(&report))

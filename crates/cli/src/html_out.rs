@@ -272,3 +272,10 @@ pub fn write_diagnosis_report(
     };
     write(dir, &report)
 }
+
+/// A report that cannot be written never fails the command that measured: a warning.
+pub fn report_or_warn(result: Result<(), Failure>) {
+    if let Err(Failure::Usage(e)) = result {
+        eprintln!("warning: {REPORT_FILE} not written: {e}");
+    }
+}

@@ -125,6 +125,9 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     if let Some(traces) = traces {
         crate::traces_cmd::finish_run(traces, &done, args.out.as_deref(), args.json)?;
     }
+    if let Some(dir) = args.out.as_deref() {
+        crate::html_out::report_or_warn(crate::html_out::write_run_report(dir));
+    }
     Ok(if done.result.interrupted {
         EXIT_INTERRUPTED
     } else {

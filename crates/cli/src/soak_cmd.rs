@@ -332,6 +332,7 @@ pub fn run(args: SoakArgs) -> Result<i32, Failure> {
         let path = dir.join("soak.json");
         std::fs::write(&path, &json)
             .map_err(|e| Failure::Usage(format!("--out {}: {e}", path.display())))?;
+        crate::html_out::report_or_warn(crate::html_out::write_soak_report(dir, &report));
     }
     if args.json {
         crate::print_stdout(&format!("{json}\n"));

@@ -498,6 +498,7 @@ pub fn run(args: StressArgs) -> Result<i32, Failure> {
         let path = dir.join("stress.json");
         std::fs::write(&path, &json)
             .map_err(|e| Failure::Usage(format!("--out {}: {e}", path.display())))?;
+        crate::html_out::report_or_warn(crate::html_out::write_stress_report(dir, &report));
     }
     if args.json {
         crate::print_stdout(&format!("{json}\n"));

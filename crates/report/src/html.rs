@@ -122,7 +122,7 @@ header h1{margin:0;font-size:26px;letter-spacing:.2px}header .sub{color:#c9d6ea;
 main{max-width:1180px;margin:0 auto;padding:22px 28px 40px}
 .banner{border-radius:10px;padding:14px 18px;margin:0 0 18px;font-weight:600;font-size:16px}
 .banner.good{background:#e7f6ee;color:var(--good);border:1px solid #b7e4c9}.banner.bad{background:#fdecea;color:var(--bad);border:1px solid #f5c2bd}
-section{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:18px 22px;margin-bottom:18px}
+section>svg.chart{max-width:820px;display:block}section{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:18px 22px;margin-bottom:18px}
 section h2{margin:0 0 12px;font-size:18px}section h3{margin:14px 0 6px;font-size:15px}
 .grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:14px}
 svg.chart{width:100%;height:auto;background:#fff}
@@ -133,7 +133,7 @@ table{border-collapse:collapse;width:100%;font-size:13.5px}th,td{padding:6px 8px
 th{color:var(--muted);font-weight:600;background:#fafbfc}td:first-child,th:first-child{text-align:left}
 .num{font-variant-numeric:tabular-nums}.good{color:var(--good)}.bad{color:var(--bad)}.muted{color:var(--muted)}
 .story{counter-reset:s;list-style:none;padding:0;margin:0}.story li{padding:8px 0 8px 0;border-bottom:1px dashed var(--line)}
-.story .t{font-weight:650}.story .ok{color:var(--good)}.story .no{color:var(--bad)}.story .ln{color:#39424f;margin-left:2px}
+.story .t{font-weight:650;margin-bottom:3px}.story code{font-size:12px;color:#334}.story .ok{color:var(--good)}.story .no{color:var(--bad)}.story .ln{color:#39424f;margin-left:2px}
 .constraint{border:1px solid var(--line);border-left:5px solid var(--accent);border-radius:10px;padding:12px 16px;margin:10px 0}
 .constraint.first{border-left-color:#b42318;background:#fffafa}.rank{display:inline-block;background:#1d2330;color:#fff;border-radius:999px;padding:0 9px;font-size:12px;margin-right:8px}
 .cls{font-size:12px;text-transform:uppercase;letter-spacing:1px;color:var(--muted)}.ttl{font-weight:650;margin:2px 0 6px}
@@ -271,7 +271,14 @@ fn story(h: &mut String, steps: &[StoryStep]) {
         };
         let _ = write!(h, "<li><div class=\"t\">{mark}{}</div>", esc(&s.title));
         for l in &s.lines {
-            let _ = write!(h, "<div class=\"ln\">{}</div>", esc(l));
+            match l.strip_prefix("$ ") {
+                Some(cmd) => {
+                    let _ = write!(h, "<div class=\"ln\"><code>$ {}</code></div>", esc(cmd));
+                }
+                None => {
+                    let _ = write!(h, "<div class=\"ln\">{}</div>", esc(l));
+                }
+            }
         }
         h.push_str("</li>");
     }
