@@ -285,6 +285,14 @@ fn wait_for_shards(dirs: &[PathBuf], out: &Path, limit: std::time::Duration) {
     );
 }
 
+/// A directory written by `merge` (its summary has `merged`): an output, not a shard.
+fn is_merged_run(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join(SUMMARY_FILE))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .is_some_and(|v| v.get("merged").is_some_and(|m| !m.is_null()))
+}
+
 fn looks_like_run(dir: &Path) -> bool {
     [SUMMARY_FILE, SHARD_FILE, HLOG_FILE]
         .iter()
@@ -309,6 +317,7 @@ fn expand(dirs: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>, String> {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.is_dir() && looks_like_run(p))
             .filter(|p| std::fs::canonicalize(p).ok() != out_canon)
+            .filter(|p| !is_merged_run(p))
             .collect();
         if children.is_empty() {
             return Err(format!(
@@ -396,9 +405,10 @@ fn check_membership(
             .collect();
         if !missing.is_empty() {
             problems.push(format!(
-                "shard{} {} of {count} missing (have {} of fingerprint {fingerprint})",
-                if missing.len() == 1 { " is" } else { "s are" },
+                "shard{} {} of {count} {} missing (have {} of fingerprint {fingerprint})",
+                if missing.len() == 1 { "" } else { "s" },
                 missing.join(", "),
+                if missing.len() == 1 { "is" } else { "are" },
                 seen.keys()
                     .map(|i| i.to_string())
                     .collect::<Vec<_>>()
