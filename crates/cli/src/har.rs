@@ -145,7 +145,14 @@ pub fn load(path: &Path, options: &HarOptions) -> Result<Converted, String> {
     let shown = path.display().to_string();
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("cannot read HAR file {shown}: {e}"))?;
-    convert(&text, options).map_err(|e| format!("{shown}: {e}"))
+    convert(&text, options).map_err(|e| {
+        // JSON syntax errors lead with `line:column:`.
+        if e.starts_with(|c: char| c.is_ascii_digit()) {
+            format!("{shown}:{e}")
+        } else {
+            format!("{shown}: {e}")
+        }
+    })
 }
 
 fn field<'a>(v: &'a Value, key: &str, at: &str) -> Result<&'a Value, String> {

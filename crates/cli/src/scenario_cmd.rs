@@ -52,9 +52,12 @@ struct FromHarArgs {
 
 #[derive(Args, Debug)]
 struct FromCurlArgs {
-    /// The curl command (one quoted argument, or the words after `--`).
-    #[arg(value_name = "CURL", required = true, num_args = 1.., allow_hyphen_values = true)]
-    command: Vec<String>,
+    /// The curl command as one quoted argument.
+    #[arg(value_name = "CURL", required_unless_present = "words")]
+    command: Option<String>,
+    /// The curl command as words after `--`.
+    #[arg(last = true, value_name = "WORDS")]
+    words: Vec<String>,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -217,11 +220,17 @@ pub fn run(args: ScenarioArgs) -> Result<i32, Failure> {
             (s, converted.notes, a.output)
         }
         ScenarioCommand::FromCurl(a) => {
-            let words = if a.command.len() == 1 {
-                crate::curl::split_words(&a.command[0])
-                    .map_err(|e| Failure::Usage(format!("curl command: {e}")))?
-            } else {
-                a.command.clone()
+            let words = match &a.command {
+                Some(text) => {
+                    if !a.words.is_empty() {
+                        return Err(Failure::Usage(
+                            "give the curl command as one quoted argument or as words after `--`, not both".into(),
+                        ));
+                    }
+                    crate::curl::split_words(text)
+                        .map_err(|e| Failure::Usage(format!("curl command: {e}")))?
+                }
+                None => a.words.clone(),
             };
             let r = crate::curl::parse(&words, Path::new("."))
                 .map_err(|e| Failure::Usage(format!("curl command: {e}")))?;
