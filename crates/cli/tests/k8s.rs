@@ -273,3 +273,90 @@ fn completions_man_pages_and_examples_for_every_command() {
         );
     }
 }
+
+/// Parses the Dockerfile with the official parser (the `dockerfile` PyPI
+/// package wraps BuildKit's) and checks what the manifests rely on.
+const PY_DOCKERFILE: &str = r#"
+import json, sys, dockerfile
+print(json.dumps([[c.cmd, list(c.value), list(c.flags)] for c in dockerfile.parse_file(sys.argv[1])]))
+"#;
+
+#[test]
+fn dockerfile_builds_the_binary_the_manifests_run() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let ignore = read(&root.join(".dockerignore"));
+    assert!(ignore.lines().any(|l| l.trim() == "target/"), "{ignore}");
+    let python = ["python3", "python"].into_iter().find(|p| {
+        Command::new(p)
+            .args(["-c", "import dockerfile"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let Some(python) = python else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must have the dockerfile package (.ci/run installs it)"
+        );
+        eprintln!(
+            "\n\n!!!!! SKIPPED the Dockerfile check: `pip install dockerfile` (see .ci/run).\n\n"
+        );
+        return;
+    };
+    let out = Command::new(python)
+        .args([
+            "-c",
+            PY_DOCKERFILE,
+            root.join("Dockerfile").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let commands: Vec<(String, Vec<String>, Vec<String>)> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    let stages: Vec<&Vec<String>> = commands
+        .iter()
+        .filter(|c| c.0 == "FROM")
+        .map(|c| &c.1)
+        .collect();
+    assert_eq!(stages.len(), 2, "a build stage and a runtime stage");
+    assert_eq!(stages[0][2], "build");
+    for (cmd, value, flags) in &commands {
+        if cmd == "COPY" && flags.is_empty() {
+            for source in &value[..value.len() - 1] {
+                assert!(
+                    root.join(source).exists(),
+                    "COPY {source}: not in the repository"
+                );
+            }
+        }
+        if cmd == "RUN" {
+            assert!(
+                value[0].contains("cargo build --release --locked --bin chokepoint"),
+                "{value:?}"
+            );
+        }
+    }
+    let runtime: Vec<_> = commands
+        .iter()
+        .skip_while(|c| !(c.0 == "FROM" && c.1[0] == stages[1][0]))
+        .collect();
+    assert!(runtime
+        .iter()
+        .any(|c| c.0 == "COPY" && c.2.contains(&"--from=build".to_string())));
+    assert!(
+        runtime
+            .iter()
+            .any(|c| c.0 == "USER" && c.1[0] == "65532:65532"),
+        "the pods run as 65532 (runAsUser, fsGroup of the manifests)"
+    );
+    let entry = runtime.iter().find(|c| c.0 == "ENTRYPOINT").unwrap();
+    assert_eq!(
+        entry.1,
+        ["/usr/local/bin/chokepoint"],
+        "manifests pass `run ...`/`merge ...` as args"
+    );
+}
