@@ -262,6 +262,7 @@ fn tail_of(run: &RunFiles) -> Option<(HashMap<u128, u64>, crate::traces_cmd::Joi
             tail_requests: ids.len() as u64,
             client_p99_ms: Some(s.latency_ms.p99),
             latencies_known: false,
+            p50_requests: 0,
         };
         (ids, join)
     })

@@ -152,6 +152,9 @@ pub struct Join {
     pub client_p99_ms: Option<f64>,
     /// Whether per-request client latencies are known (else only the ranking).
     pub latencies_known: bool,
+    /// Requests around the client's median (P40–P60) known by trace id from
+    /// the run's trace sample; 0 when the P50 group is chosen by trace duration.
+    pub p50_requests: u64,
 }
 
 /// The tail of a run directory: its slowest trace ids, as many as are at/beyond P99.
@@ -204,6 +207,7 @@ fn run_tail_ids(path: &Path) -> Result<(HashMap<u128, u64>, Join), Failure> {
         tail_requests: map.len() as u64,
         client_p99_ms: v["latency_ms"]["p99"].as_f64(),
         latencies_known: false,
+        p50_requests: 0,
     };
     Ok((map, join))
 }
@@ -560,6 +564,7 @@ pub fn to_json(outcome: &Outcome, input: &InputStats, join: Option<&Join>) -> Va
             "source": j.source,
             "requests": j.requests,
             "tail_requests": j.tail_requests,
+            "p50_requests": j.p50_requests,
             "tail_traces_found": g.n_tail,
             "client_p99_ms": j.client_p99_ms,
         })),
@@ -909,9 +914,27 @@ pub fn finish_run(
     out: Option<&Path>,
     json: bool,
 ) -> Result<(), Failure> {
-    let slowest = done.result.measured.slow_traces.slowest_first();
+    let measured = &done.result.measured;
+    let slowest = measured.slow_traces.slowest_first();
+    // The P50 group: sampled requests whose client-measured latency lies
+    // between the client's P40 and P60 (the sample covers every latency band).
+    let (p40_us, p60_us) = if measured.latency.is_empty() {
+        (0, 0)
+    } else {
+        (
+            measured.latency.value_at_quantile(0.40),
+            measured.latency.value_at_quantile(0.60),
+        )
+    };
+    let around_median: HashMap<u128, u64> = measured
+        .trace_sample
+        .entries()
+        .filter(|(lat_us, _)| (p40_us..=p60_us).contains(lat_us))
+        .map(|(lat_us, id)| (id, lat_us * 1000))
+        .collect();
     let analysis = traces.finish(
         &slowest,
+        around_median,
         done.summary.requests,
         done.summary.latency_ms.p99,
         out,
@@ -974,6 +997,7 @@ impl RunTraces {
     pub fn finish(
         self,
         slowest: &[(u64, u128)],
+        around_median: HashMap<u128, u64>,
         requests: u64,
         client_p99_ms: f64,
         out: Option<&Path>,
@@ -1013,11 +1037,19 @@ impl RunTraces {
                 tail_requests: tail.len() as u64,
                 client_p99_ms: Some(client_p99_ms),
                 latencies_known: true,
+                p50_requests: around_median.len() as u64,
             };
             analyze_files(
                 std::slice::from_ref(&self.path),
                 Config::default(),
-                Selection::Explicit(tail),
+                if around_median.is_empty() {
+                    Selection::Explicit(tail)
+                } else {
+                    Selection::Client {
+                        tail,
+                        p50: around_median,
+                    }
+                },
             )
             .map(|(outcome, input)| {
                 let json = to_json(&outcome, &input, Some(&join));

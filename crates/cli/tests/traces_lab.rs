@@ -295,6 +295,14 @@ fn run_otlp_listen_joins_the_load_test_to_its_traces() {
     let summary: Value =
         serde_json::from_str(&support::read(&out_dir.join("summary.json"))).unwrap();
     assert_eq!(v["groups"]["by"], "client_latency", "{v:#}");
+    // The P50 group, too, is chosen by the client's latency (sampled trace ids
+    // between the client's P40 and P60), not by the server's span durations.
+    let p50_known = u(&v["join"]["p50_requests"]);
+    assert!(p50_known >= 10, "{v:#}");
+    assert!(
+        u(&v["groups"]["n_p50"]) >= 1 && u(&v["groups"]["n_p50"]) <= p50_known,
+        "{v:#}"
+    );
     // One trace per request (requests in flight when the window closed may add a few).
     let (traces, requests) = (u(&v["traces"]), u(&summary["requests"]));
     assert!(
