@@ -512,6 +512,29 @@ fn bad_shard_input_is_one_line_and_exit_2() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     }
+    // --wait polls (bounded) for the missing shard, then says what is missing.
+    let lonely = dir.path().join("waiting").join("shard-0");
+    std::fs::create_dir_all(&lonely).unwrap();
+    std::fs::write(
+        lonely.join("shard.json"),
+        r#"{"schema": "chokepoint.shard.v1", "index": 0, "count": 2, "fingerprint": "fnv1a64:0", "target": "http://x/", "model": "open"}"#,
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = merge(&[
+        dir.path().join("waiting").to_str().unwrap(),
+        "--out",
+        dir.path().join("w").to_str().unwrap(),
+        "--wait",
+        "2s",
+    ]);
+    let waited = started.elapsed();
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("shard 1 of 2 is missing"), "{stderr}");
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
     let (code, _, stderr) = merge(&[
