@@ -301,8 +301,7 @@ impl Aggregator {
         let p50_ns = self.quantile(0.5).map_or(0.0, |q| q.1);
         if matches!(self.selection, Selection::Client { .. }) && self.p50_client.count > 0 {
             p50.merge(&self.p50_client);
-        } else if let (Some((b_lo, _)), Some((b_hi, _))) = (self.quantile(lo), self.quantile(hi))
-        {
+        } else if let (Some((b_lo, _)), Some((b_hi, _))) = (self.quantile(lo), self.quantile(hi)) {
             for (_, b) in self.bands.range(b_lo..=b_hi) {
                 p50.merge(b);
             }
