@@ -214,7 +214,10 @@ impl Child<'_> {
     fn run(&self, args: &[String], limit: Duration) -> Result<Ran, Failure> {
         let shown = format!(
             "chokepoint {}",
-            args.iter().map(|a| shell_word(a)).collect::<Vec<_>>().join(" ")
+            args.iter()
+                .map(|a| shell_word(a))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
         let mut child = Command::new(self.exe)
             .args(args)
@@ -302,7 +305,7 @@ fn s(p: &Path) -> String {
 
 fn secs(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{ms}ms")
@@ -451,7 +454,10 @@ fn walk(
     traced.trace.trace_file = Some(spans.clone());
     let lab = start_lab(&runtime, traced)?;
     let url = format!("{}{}", lab.base_url(), info.path);
-    let ran = child.run(&load_args(&url, &base_dir), limit(timing.duration + timing.warmup));
+    let ran = child.run(
+        &load_args(&url, &base_dir),
+        limit(timing.duration + timing.warmup),
+    );
     runtime.block_on(lab.shutdown());
     let ran = ran?;
     if stop.is_stopped() || ran.code == EXIT_INTERRUPTED {
@@ -531,8 +537,13 @@ fn walk(
         stress
             .capacity_rps
             .map_or("–".into(), |c| format!("{c:.0} req/s")),
-        stress.knee_rps.map_or("–".into(), |k| format!("{k:.0} req/s")),
-        stress.failed_first.as_deref().unwrap_or("nothing up to the maximum")
+        stress
+            .knee_rps
+            .map_or("–".into(), |k| format!("{k:.0} req/s")),
+        stress
+            .failed_first
+            .as_deref()
+            .unwrap_or("nothing up to the maximum")
     )];
     if !stress.verdict.is_empty() {
         lines.push(stress.verdict.clone());
@@ -625,7 +636,9 @@ fn walk(
         serde_json::to_string_pretty(&diag_json).expect("json"),
     )
     .map_err(|e| Failure::Usage(format!("--out {}: {e}", diag_dir.display())))?;
-    html_out::report_or_warn(html_out::write_diagnosis_report(&diag_dir, &loaded, &diagnosis));
+    html_out::report_or_warn(html_out::write_diagnosis_report(
+        &diag_dir, &loaded, &diagnosis,
+    ));
     let expected = planted_class(info.name);
     let first = diagnosis.constraints.first();
     let named_first = match (expected, first) {
@@ -755,8 +768,8 @@ fn walk(
         return Ok(if passed { 0 } else { 1 });
     };
     let recommended = info.fix;
-    let same_fix = recommended
-        .is_some_and(|r| std::mem::discriminant(&r) == std::mem::discriminant(&fix));
+    let same_fix =
+        recommended.is_some_and(|r| std::mem::discriminant(&r) == std::mem::discriminant(&fix));
     story.step(
         &format!("5 · Fix: apply `{fix}` to the lab"),
         None,
@@ -769,7 +782,10 @@ fn walk(
     let _ = std::fs::remove_dir_all(&fixed_dir);
     let lab = start_lab(&runtime, planted.clone().with_fix(fix))?;
     let url = format!("{}{}", lab.base_url(), info.path);
-    let ran = child.run(&load_args(&url, &fixed_dir), limit(timing.duration + timing.warmup));
+    let ran = child.run(
+        &load_args(&url, &fixed_dir),
+        limit(timing.duration + timing.warmup),
+    );
     runtime.block_on(lab.shutdown());
     let ran = ran?;
     if stop.is_stopped() || ran.code == EXIT_INTERRUPTED {
@@ -822,8 +838,10 @@ fn walk(
                 fmt_ms(m.before_ms),
                 fmt_ms(m.after_ms),
                 m.delta_pct.map_or("–".into(), |d| format!("{d:+.1}%")),
-                m.ci_pct
-                    .map_or("–".into(), |c| format!("[{:+.1}%, {:+.1}%]", c.low, c.high)),
+                m.ci_pct.map_or("–".into(), |c| format!(
+                    "[{:+.1}%, {:+.1}%]",
+                    c.low, c.high
+                )),
                 m.verdict.replace('_', " ")
             )
         })
@@ -851,7 +869,10 @@ fn walk(
                     }
                 );
                 lines.push(text.clone());
-                (ok, json!({"kind": "rss_slope", "before_bytes_per_s": tb.slope, "before_ci": [tb.slope_low, tb.slope_high], "after_bytes_per_s": ta.slope, "after_ci": [ta.slope_low, ta.slope_high], "passed": ok, "text": text}))
+                (
+                    ok,
+                    json!({"kind": "rss_slope", "before_bytes_per_s": tb.slope, "before_ci": [tb.slope_low, tb.slope_high], "after_bytes_per_s": ta.slope, "after_ci": [ta.slope_low, ta.slope_high], "passed": ok, "text": text}),
+                )
             }
             _ => (
                 false,
@@ -987,8 +1008,10 @@ fn walk(
         "regressed": cmp.regressed,
     });
     summary["validation"] = validation;
-    summary["budgets"] = json!({"file": s(&budgets), "p50_ms": p50, "p99_ms": p99, "min_throughput": min_tp});
-    summary["check"] = json!({"exit": ran.code, "passed": check["passed"], "failed": check["failed"]});
+    summary["budgets"] =
+        json!({"file": s(&budgets), "p50_ms": p50, "p99_ms": p99, "min_throughput": min_tp});
+    summary["check"] =
+        json!({"exit": ran.code, "passed": check["passed"], "failed": check["failed"]});
     summary["passed"] = json!(passed);
     summary["result"] = json!(text);
     summary["report"] = json!(s(&out.join(html_out::REPORT_FILE)));
@@ -1023,13 +1046,11 @@ fn finish_report(
         runs.push(html_out::panel("after the fix", f));
     }
     let b = &baseline.summary.latency_ms;
-    let mut tiles = vec![
-        (
-            "P99 before".to_string(),
-            fmt_ms(b.p99),
-            format!("P50 {}", fmt_ms(b.p50)),
-        ),
-    ];
+    let mut tiles = vec![(
+        "P99 before".to_string(),
+        fmt_ms(b.p99),
+        format!("P50 {}", fmt_ms(b.p50)),
+    )];
     if let Some(f) = fixed {
         let a = &f.summary.latency_ms;
         tiles.push((

@@ -78,10 +78,13 @@ pub fn panel<'a>(label: &str, run: &'a RunFiles) -> RunPanel<'a> {
         .latency()
         .map(|l| spectrum(&l.total))
         .unwrap_or_default();
+    // The last, partial second would read as a drop in throughput.
+    let mut seconds = rows(run);
+    seconds.retain(|r| run.summary.duration_s - r.second >= 0.999);
     RunPanel {
         label: label.to_string(),
         summary: &run.summary,
-        seconds: rows(run),
+        seconds,
         spectrum,
     }
 }

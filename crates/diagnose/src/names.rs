@@ -171,9 +171,7 @@ pub fn step_kind(service: &str, operation: &str, wait: bool, remote: bool) -> St
         StepKind::CacheFill
     } else if remote {
         StepKind::Dependency
-    } else if has_any(&w, DB_WORDS) {
-        StepKind::Database
-    } else if has_any(&words(service), DB_WORDS) {
+    } else if has_any(&w, DB_WORDS) || has_any(&words(service), DB_WORDS) {
         StepKind::Database
     } else {
         StepKind::Compute

@@ -38,6 +38,8 @@ pub const RSS_MIN_GROWTH_BYTES: f64 = 8.0 * 1024.0 * 1024.0;
 pub const RSS_MIN_BYTES_PER_REQUEST: f64 = 1024.0;
 /// ... when the Mann–Kendall p-value is below this.
 pub const RSS_MAX_P: f64 = 0.01;
+/// ... and when its 95% interval is at most this wide relative to the slope (steady growth).
+pub const RSS_MAX_CI_WIDTH: f64 = 0.6;
 /// Capacity below this multiple of today's load counts as a constraint now.
 pub const HEADROOM_MIN: f64 = 1.5;
 /// New connections per request above this share mean no connection reuse.
@@ -429,7 +431,11 @@ fn trace_constraints(ctx: &Ctx<'_>, t: &TraceEvidence, out: &mut Vec<Constraint>
                     }
                 }
             }
-            "sequential_independent" if material => {
+            "sequential_independent"
+                if material
+                    && f.mean_saving_ms >= DEP_MIN_MS
+                    && f.mean_saving_ms >= DEP_MIN_SHARE * t.mean_ms_tail =>
+            {
                 let mut reasons = Vec::new();
                 let level = trace_confidence(t, f.critical_path_share, &mut reasons);
                 let share = (f.mean_saving_ms / t.mean_ms_tail.max(1e-9)).min(1.0);
@@ -1020,9 +1026,12 @@ fn memory_constraint(ctx: &Ctx<'_>, out: &mut Vec<Constraint>) {
                     let material = tr.p_value < RSS_MAX_P
                         && over_run >= RSS_MIN_GROWTH_BYTES
                         && per_request >= RSS_MIN_BYTES_PER_REQUEST
-                        && tr.slope_low > 0.0;
+                        && tr.slope_low > 0.0
+                        // Steady: a leak at a constant rate grows in a straight line (a tight
+                        // slope interval); pages of a mapped file or a warming cache come in steps.
+                        && (tr.slope_high - tr.slope_low) / tr.slope <= RSS_MAX_CI_WIDTH;
                     if material {
-                        level = Some(level.map_or(Level::High, raise));
+                        level = Some(level.map_or(Level::Medium, raise));
                         reasons.push(format!(
                             "run: RSS rises steadily (Mann–Kendall p = {:.1e}) by {} over {:.0} s",
                             tr.p_value,

@@ -253,9 +253,9 @@ pub fn render(r: &Report<'_>) -> String {
     if let Some(s) = r.soak {
         soak(&mut h, s);
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "</main><footer>{}</footer></body></html>\n",
+        "</main><footer>{}</footer></body></html>",
         esc(&r.footer)
     );
     h

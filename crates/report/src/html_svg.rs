@@ -96,8 +96,6 @@ pub fn tick_text(v: f64) -> String {
         "0".into()
     } else if a >= 10_000.0 {
         format!("{:.0}k", v / 1000.0)
-    } else if a >= 100.0 {
-        format!("{v:.0}")
     } else if a >= 10.0 {
         format!("{v:.0}")
     } else if a >= 1.0 {
