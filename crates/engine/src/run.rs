@@ -320,7 +320,10 @@ pub fn run(
     let start_ns = now_ns();
     let start_wall = SystemTime::now();
     shared.schedule.start(start_ns);
-    let _ = shared.gate.send(true);
+    // `send_replace`, not `send`: `send` leaves the value unchanged when no
+    // worker has subscribed yet (all still pre-connecting when the ready wait
+    // ran out), and those workers would then wait for the gate forever.
+    shared.gate.send_replace(true);
     let result = coordinator.drive(observer, stop, &done_rx, start_wall);
     for tx in &senders {
         let _ = tx.send(Command::Shutdown);
@@ -875,7 +878,12 @@ async fn worker(ctx: Rc<ThreadCtx>, lane: usize) {
         },
     };
     if shared.keepalive && shared.schedule.lane_starts_active(lane) {
-        let t = client.preconnect(&ctx).await;
+        // Bounded by the request timeout: a server that accepts connections but
+        // never completes the TLS handshake would otherwise hold this worker,
+        // and so the whole run, forever (no request deadline covers it yet).
+        let t = tokio::time::timeout(shared.timeout, client.preconnect(&ctx))
+            .await
+            .unwrap_or_default();
         if t.connect_us.is_some() {
             let schedule = &shared.schedule;
             let warmup = schedule.start_ns() == 0 || now_ns() < schedule.measured_start_ns();
