@@ -942,7 +942,7 @@ fn trace_constraints(ctx: &Ctx<'_>, t: &TraceEvidence, out: &mut Vec<Constraint>
             title: format!("{} is slow for every request: {} of a typical request's {}", o.operation, fmt_ms(o.ms_p50), fmt_ms(t.mean_ms_p50)),
             tail_share: Some(share),
             tail_ms: Some(o.ms_p99),
-            score: share.max(o.share_p50 * 0.9) * multiplier(level),
+            score: share * multiplier(level),
             confidence: Confidence { level, reasons },
             evidence: vec![item(src, format!("P50 critical-path share of {}", o.operation), o.share_p50, "share", Some(format!("≥ {QUERY_MIN_SHARE} and ≥ {QUERY_MIN_MS} ms at P50")), format!("the typical request spends {} in {} ({}), slow requests {} ({}): slow everywhere, as a full scan is", fmt_ms(o.ms_p50), o.operation, pct(o.share_p50), fmt_ms(o.ms_p99), pct(o.share_p99)))],
             fixes: vec![
