@@ -432,28 +432,28 @@ impl ChunkDecoder {
 
 /// Fuzzing entry: parses a response head as the hot path does. `Ok(None)`
 /// means more bytes are needed; `Ok(Some((status, head_len)))` a complete
-/// head; `Err(())` a protocol error. Not a stable API.
+/// head; `Err` a protocol error. Not a stable API.
 #[doc(hidden)]
-pub fn fuzz_parse_head(bytes: &[u8]) -> Result<Option<(u16, usize)>, ()> {
+pub fn fuzz_parse_head(bytes: &[u8]) -> Result<Option<(u16, usize)>, &'static str> {
     match parse_head(bytes) {
         Ok(Some(head)) => Ok(Some((head.status, head.len))),
         Ok(None) => Ok(None),
-        Err(_) => Err(()),
+        Err(_) => Err("protocol error"),
     }
 }
 
 /// Fuzzing entry: feeds `body` to the chunked decoder in pieces of `piece`
 /// bytes (at least 1), as reads would deliver it; returns the bytes used and
-/// whether the body ended, or `Err(())` for a protocol error. Not a stable API.
+/// whether the body ended, or `Err` for a protocol error. Not a stable API.
 #[doc(hidden)]
-pub fn fuzz_decode_chunked(body: &[u8], piece: usize) -> Result<(usize, bool), ()> {
+pub fn fuzz_decode_chunked(body: &[u8], piece: usize) -> Result<(usize, bool), &'static str> {
     let mut decoder = ChunkDecoder::default();
     let mut used_total = 0;
     let mut rest = body;
     while !rest.is_empty() {
         let take = piece.max(1).min(rest.len());
         // Like the connection's buffer: unused bytes are offered again with the next read.
-        let (used, done) = decoder.feed(&rest[..take])?;
+        let (used, done) = decoder.feed(&rest[..take]).map_err(|()| "protocol error")?;
         used_total += used;
         if done {
             return Ok((used_total, true));
