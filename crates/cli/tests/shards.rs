@@ -24,7 +24,7 @@ fn two_speed_server() -> Server {
     http_server(handler(move |_req| {
         let i = n.fetch_add(1, Ordering::SeqCst);
         async move {
-            if i % 5 == 0 {
+            if i.is_multiple_of(5) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             text(200, "ok")
@@ -248,7 +248,7 @@ fn four_shards_merge_exactly_and_match_one_generator() {
     // Exact: the merged percentiles are those of the sum of the shards' histograms.
     let mut sum = new_histogram();
     for shard in &shards {
-        sum.add(&log_total(&shard.join("latency.hlog"))).unwrap();
+        sum.add(log_total(&shard.join("latency.hlog"))).unwrap();
     }
     let merged_log = log_total(&merged.join("latency.hlog"));
     assert_eq!(merged_log.len(), 1200);
