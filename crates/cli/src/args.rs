@@ -366,6 +366,13 @@ pub fn plan_scaled(
         return Err("--timeout must be longer than zero".into());
     }
 
+    // Request names go into every report; `METHOD path?query` names must not
+    // carry credentials there (the requests sent keep their query).
+    let names: Vec<String> = requests.iter().map(|r| r.name.clone()).collect();
+    let names = chokepoint_report::redact::redact_request_names(&names);
+    for (r, name) in requests.iter_mut().zip(names) {
+        r.name = name;
+    }
     let mut config = RunConfig::new(target, model);
     config.requests = requests;
     config.limits = Limits {

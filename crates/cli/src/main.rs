@@ -120,7 +120,10 @@ fn main() {
             // One line: clap's first line names the problem; the rest is usage.
             let rendered = e.render().to_string();
             let first = rendered.lines().next().unwrap_or("error: bad arguments");
-            eprintln!("{first} (see --help)");
+            eprintln!(
+                "{} (see --help)",
+                chokepoint_report::redact::redact_text(first)
+            );
             std::process::exit(2);
         }
     };
@@ -146,7 +149,11 @@ fn main() {
     match result {
         Ok(code) => std::process::exit(code),
         Err(Failure::Usage(message)) => {
-            eprintln!("error: {message}");
+            // Errors quote URLs and headers as given: never their credentials.
+            eprintln!(
+                "error: {}",
+                chokepoint_report::redact::redact_text(&message)
+            );
             std::process::exit(2);
         }
     }
