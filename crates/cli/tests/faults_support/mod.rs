@@ -51,9 +51,26 @@ impl Measured {
 pub struct Running {
     pid: libc::pid_t,
     started: Instant,
-    stdout: std::thread::JoinHandle<Vec<u8>>,
-    stderr: std::thread::JoinHandle<Vec<u8>>,
+    stdout: Pipe<std::process::ChildStdout>,
+    stderr: Pipe<std::process::ChildStderr>,
     args: Vec<String>,
+}
+
+/// An output stream: collected in a thread, or handed to the test.
+enum Pipe<P> {
+    Collected(std::thread::JoinHandle<Vec<u8>>),
+    Raw(Option<P>),
+}
+
+impl<P: Read + Send + 'static> Pipe<P> {
+    fn finish(self) -> String {
+        let bytes = match self {
+            Pipe::Collected(handle) => handle.join().unwrap(),
+            Pipe::Raw(Some(p)) => drain(p).join().unwrap(),
+            Pipe::Raw(None) => b"(read by the test)".to_vec(),
+        };
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
 }
 
 fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
@@ -64,10 +81,17 @@ fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8
     })
 }
 
-/// Starts the binary with piped output.
+/// Starts the binary with piped output, collected as it comes.
+pub fn spawn(args: &[&str]) -> Running {
+    spawn_with(args, false)
+}
+
+/// Starts the binary; with `raw_pipes` its stdout and stderr are left for
+/// [`Running::take_stdout`] and [`Running::take_stderr`] (whatever is not
+/// taken is collected once the test waits).
 // The child is reaped by `Running::wait` (waitpid), not through `Child`.
 #[allow(clippy::zombie_processes)]
-pub fn spawn(args: &[&str]) -> Running {
+pub fn spawn_with(args: &[&str], raw_pipes: bool) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
         .args(args)
         .stdin(Stdio::null())
@@ -75,8 +99,17 @@ pub fn spawn(args: &[&str]) -> Running {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn chokepoint");
-    let stdout = drain(child.stdout.take().unwrap());
-    let stderr = drain(child.stderr.take().unwrap());
+    let (stdout, stderr) = if raw_pipes {
+        (
+            Pipe::Raw(child.stdout.take()),
+            Pipe::Raw(child.stderr.take()),
+        )
+    } else {
+        (
+            Pipe::Collected(drain(child.stdout.take().unwrap())),
+            Pipe::Collected(drain(child.stderr.take().unwrap())),
+        )
+    };
     // The child is reaped with waitpid below (polling its memory meanwhile), not through `Child`.
     Running {
         pid: child.id() as libc::pid_t,
@@ -90,6 +123,22 @@ pub fn spawn(args: &[&str]) -> Running {
 impl Running {
     pub fn pid(&self) -> libc::pid_t {
         self.pid
+    }
+
+    /// The child's stdout, when spawned with raw pipes.
+    pub fn take_stdout(&mut self) -> std::process::ChildStdout {
+        match &mut self.stdout {
+            Pipe::Raw(p) => p.take().expect("stdout taken once"),
+            Pipe::Collected(_) => panic!("spawn_with(.., true) to take stdout"),
+        }
+    }
+
+    /// The child's stderr, when spawned with raw pipes.
+    pub fn take_stderr(&mut self) -> std::process::ChildStderr {
+        match &mut self.stderr {
+            Pipe::Raw(p) => p.take().expect("stderr taken once"),
+            Pipe::Collected(_) => panic!("spawn_with(.., true) to take stderr"),
+        }
     }
 
     /// Sends a signal to the child.
@@ -128,8 +177,8 @@ impl Running {
         let measured = Measured {
             code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
             signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
-            stdout: String::from_utf8_lossy(&self.stdout.join().unwrap()).into_owned(),
-            stderr: String::from_utf8_lossy(&self.stderr.join().unwrap()).into_owned(),
+            stdout: self.stdout.finish(),
+            stderr: self.stderr.finish(),
             elapsed,
             peak_rss_kib,
             args: self.args,
