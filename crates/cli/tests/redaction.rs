@@ -439,3 +439,79 @@ path = "/fail?password=SEKRET-password-09"
     outputs.files(&har_out);
     outputs.assert_no_secret_allowing_few();
 }
+
+/// The live metrics exposition (`run --metrics-listen`) labels the target.
+#[test]
+fn live_metrics_carry_no_secret() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let server = server();
+    let url = format!("http://{}/api?{QUERY}", server.addr);
+    let headers = header_args();
+    let mut args = vec![
+        "run",
+        &url,
+        "--rate",
+        "50",
+        "-z",
+        "3s",
+        "--quiet",
+        "--json",
+        "--metrics-listen",
+        "0",
+    ];
+    args.extend(headers.iter().map(String::as_str));
+    let mut child = spawn_with(&args, true);
+    let mut stderr = BufReader::new(child.take_stderr());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no metrics address"
+        );
+        if let Some(rest) = line.trim().strip_prefix("metrics: listening on http://") {
+            break rest.trim_end_matches("/metrics").to_string();
+        }
+    };
+    // Poll until the first measured second is in the exposition (bounded).
+    let started = std::time::Instant::now();
+    let body = loop {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        if body.contains("chokepoint_requests_total{outcome=\"ok\"}")
+            && !body.contains("chokepoint_requests_total{outcome=\"ok\"} 0\n")
+        {
+            break body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no measured second: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = stderr.read_to_string(&mut sink);
+    });
+    let m = child.wait(LIMIT);
+    assert_eq!(m.code, Some(0), "{}", m.show());
+    let mut outputs = Outputs::default();
+    outputs
+        .seen
+        .push(("/metrics".into(), body.clone().into_bytes()));
+    outputs
+        .seen
+        .push(("run --metrics-listen: stdout".into(), m.stdout.into_bytes()));
+    outputs.assert_no_secret_allowing_few();
+    assert!(
+        body.contains("REDACTED"),
+        "the target label is there, redacted: {body}"
+    );
+}
