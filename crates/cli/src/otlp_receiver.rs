@@ -32,6 +32,8 @@ pub const DEFAULT_MAX_BODY: usize = 16 << 20;
 const GZIP_EXPANSION: usize = 8;
 /// Most connections served at once.
 const MAX_CONNECTIONS: usize = 512;
+/// Longest wait for a request head (and between requests on a kept-alive connection).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the receiver needs.
 #[derive(Debug, Clone)]
@@ -203,7 +205,13 @@ async fn serve(
             let state = state.clone();
             async move { Ok::<_, Infallible>(handle(req, &state).await) }
         });
-        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        // A client that never finishes its request head must not hold one of
+        // the capped connections forever (slowloris): it is closed after this.
+        builder
+            .http1()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
         let conn = builder
             .serve_connection(TokioIo::new(stream), service)
             .into_owned();

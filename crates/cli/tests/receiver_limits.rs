@@ -111,7 +111,7 @@ fn flood(addr: SocketAddr, n: usize, max_body: usize) -> Vec<u16> {
 }
 
 /// A valid OTLP/JSON request with one span; returns the status.
-fn valid_post(addr: SocketAddr) -> u16 {
+fn valid_post(addr: SocketAddr, limit: Duration) -> u16 {
     let body = r#"{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"s"}}]},"scopeSpans":[{"spans":[{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"op","kind":2,"startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000001000000"}]}]}]}"#;
     let request = format!(
         "POST /v1/traces HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -125,9 +125,9 @@ fn valid_post(addr: SocketAddr) -> u16 {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         s.write_all(request.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        tokio::time::timeout(limit, s.read_to_end(&mut buf))
             .await
-            .expect("an answer within 10 s")
+            .unwrap_or_else(|_| panic!("no answer within {limit:?}"))
             .unwrap();
         String::from_utf8_lossy(&buf)
             .split(' ')
@@ -178,21 +178,34 @@ fn otlp_receiver_survives_1000_concurrent_malformed_posts_in_bounded_memory() {
     for s in &statuses {
         *by_status.entry(*s).or_insert(0) += 1;
     }
-    // Every request was answered with the right refusal, none accepted.
-    assert_eq!(by_status.get(&0), None, "unanswered: {by_status:?}");
-    for status in by_status.keys() {
+    // Every request was answered with the right refusal, none accepted. The
+    // one exception is TCP's: a client still sending an oversize body when
+    // the 413 arrives may see the connection reset before it reads the 413.
+    let expected = [400, 400, 413, 400, 415, 413, 400, 404];
+    for (i, status) in statuses.iter().enumerate() {
+        let want = expected[i % 8];
         assert!(
-            [400, 404, 413, 415].contains(status),
-            "status {status}: {by_status:?}"
+            *status == want || (i % 8 == 2 && *status == 0),
+            "request {i} (kind {}): status {status}, expected {want}: {by_status:?}",
+            i % 8
         );
     }
-    assert!(by_status[&413] >= 250, "oversize refused: {by_status:?}");
+    let oversize_answered = statuses
+        .iter()
+        .skip(2)
+        .step_by(8)
+        .filter(|s| **s == 413)
+        .count();
+    assert!(
+        oversize_answered >= 100,
+        "{oversize_answered} of 125 oversize bodies saw their 413"
+    );
     assert!(
         after < RSS_LIMIT_KIB,
         "peak RSS {after} KiB after the flood ({before} KiB before)"
     );
     // Still serving.
-    assert_eq!(valid_post(addr), 200);
+    assert_eq!(valid_post(addr, Duration::from_secs(10)), 200);
     child.signal(libc::SIGTERM);
     let m = child.wait(LIMIT);
     assert_eq!(m.code, Some(0), "{}", m.show());
@@ -274,4 +287,46 @@ fn listeners_default_to_loopback() {
     assert!(lab.contains("[default: 127.0.0.1:0]"), "{lab}");
     let run = help(&["run", "--help"]);
     assert!(run.contains("a bare PORT for 127.0.0.1"), "{run}");
+}
+
+/// Clients that open connections and never finish their request head
+/// (slowloris) cannot take the receiver's capped connections for good: they
+/// are closed after the header timeout and a real export gets through.
+#[test]
+fn otlp_receiver_is_not_held_by_idle_half_requests() {
+    let dir = tempdir();
+    let file = dir.path().join("spans.jsonl");
+    let mut child = spawn_with(
+        &[
+            "traces",
+            "listen",
+            "--listen",
+            "127.0.0.1:0",
+            "--write",
+            file.to_str().unwrap(),
+        ],
+        true,
+    );
+    let mut reader = BufReader::new(child.take_stdout());
+    let addr = address_from(&mut reader, "listening on http://");
+    // More half-open requests than the receiver serves at once (512).
+    let idle: Vec<std::net::TcpStream> = (0..600)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            std::io::Write::write_all(&mut s, b"POST /v1/traces HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s
+        })
+        .collect();
+    let started = Instant::now();
+    assert_eq!(valid_post(addr, Duration::from_secs(20)), 200);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(15),
+        "answered after {waited:?}"
+    );
+    drop(idle);
+    child.signal(libc::SIGTERM);
+    let m = child.wait(LIMIT);
+    assert_eq!(m.code, Some(0), "{}", m.show());
+    eprintln!("OTLP receiver: a real export got through 600 idle half-requests after {waited:?}");
 }
