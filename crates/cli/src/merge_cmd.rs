@@ -202,10 +202,8 @@ impl LogReader {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(payload.trim())
             .map_err(|e| format!("bad base64: {e}"))?;
-        let histogram: Histogram = self
-            .deserializer
-            .deserialize(&mut bytes.as_slice())
-            .map_err(|e| format!("bad histogram: {e:?}"))?;
+        // Checked decoding: a header may not make the reader allocate gigabytes.
+        let histogram: Histogram = hlog::decode_histogram(&bytes, &mut self.deserializer)?;
         // The HdrHistogram convention: without StartTime the first timestamp
         // is the start; without BaseTime, timestamps more than a year before
         // the start are relative to it, others absolute.

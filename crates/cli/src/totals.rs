@@ -131,7 +131,7 @@ pub fn read(path: &Path) -> Result<Option<BTreeMap<String, Histogram>>, String> 
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(payload.trim())
                 .ok()?;
-            let h: Histogram = deserializer.deserialize(&mut bytes.as_slice()).ok()?;
+            let h: Histogram = hlog::decode_histogram(&bytes, &mut deserializer).ok()?;
             Some((tag.to_string(), h))
         })();
         match parsed {

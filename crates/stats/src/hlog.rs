@@ -30,6 +30,96 @@ pub enum HlogError {
     },
 }
 
+/// Largest decompressed histogram accepted (bytes). A real interval of a
+/// chokepoint run decompresses to a few KiB; Java's with 5 significant
+/// digits over an hour of nanoseconds to a few MiB.
+pub const MAX_DECODED_BYTES: usize = 16 << 20;
+/// Most counts a decoded histogram may allocate (32 MiB of `u64`).
+pub const MAX_COUNTS: u64 = 1 << 22;
+
+/// The `hdrhistogram` crate's cookies (base | 0x10 for 8-byte words).
+const V2_COOKIE: u32 = 0x1c84_9303 | 0x10;
+const V2_COMPRESSED_COOKIE: u32 = 0x1c84_9304 | 0x10;
+/// Bytes of a V2 header before its payload.
+const V2_HEADER: usize = 40;
+
+fn be_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn be_u64(bytes: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// Length of the counts array `Histogram::new_with_bounds(low, high, digits)`
+/// allocates (an upper bound; `digits` at most 5).
+fn counts_len(low: u64, high: u64, digits: u32) -> u64 {
+    let sub_bucket_count = (2 * 10u64.pow(digits)).next_power_of_two();
+    let unit_magnitude = 63 - low.max(1).leading_zeros();
+    let mut smallest_untrackable = u128::from(sub_bucket_count) << unit_magnitude;
+    let mut buckets = 1u64;
+    while smallest_untrackable <= u128::from(high) {
+        smallest_untrackable <<= 1;
+        buckets += 1;
+    }
+    (buckets + 1) * (sub_bucket_count / 2)
+}
+
+/// Decodes one encoded histogram (V2, or V2 compressed as in interval logs)
+/// after checking that what its header declares is plausible: the payload
+/// present, the counts array bounded. The `hdrhistogram` deserializer
+/// allocates whatever a header declares, so a 600-byte line could otherwise
+/// demand gigabytes (found by fuzzing `interval_log`).
+pub fn decode_histogram(
+    bytes: &[u8],
+    deserializer: &mut Deserializer,
+) -> Result<Histogram, String> {
+    let inner: std::borrow::Cow<'_, [u8]> = match be_u32(bytes, 0) {
+        Some(V2_COMPRESSED_COOKIE) => {
+            use std::io::Read as _;
+            let declared = be_u32(bytes, 4).ok_or("truncated header")? as usize;
+            let compressed = &bytes[8..(8 + declared).min(bytes.len())];
+            let mut out = Vec::new();
+            flate2::read::ZlibDecoder::new(compressed)
+                .take(MAX_DECODED_BYTES as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| format!("bad compressed histogram: {e}"))?;
+            if out.len() > MAX_DECODED_BYTES {
+                return Err(format!(
+                    "histogram decompresses to more than {MAX_DECODED_BYTES} bytes"
+                ));
+            }
+            out.into()
+        }
+        Some(V2_COOKIE) => bytes.into(),
+        _ => return Err("not a V2 histogram (bad cookie)".into()),
+    };
+    if be_u32(&inner, 0) != Some(V2_COOKIE) {
+        return Err("not a V2 histogram (bad inner cookie)".into());
+    }
+    let payload = be_u32(&inner, 4).ok_or("truncated header")? as usize;
+    if payload > inner.len().saturating_sub(V2_HEADER) {
+        return Err(format!(
+            "header declares a {payload}-byte payload, {} present",
+            inner.len().saturating_sub(V2_HEADER)
+        ));
+    }
+    let digits = be_u32(&inner, 12).ok_or("truncated header")?;
+    let low = be_u64(&inner, 16).ok_or("truncated header")?;
+    let high = be_u64(&inner, 24).ok_or("truncated header")?;
+    if digits > 5 {
+        return Err(format!("{digits} significant digits (at most 5)"));
+    }
+    if counts_len(low, high, digits) > MAX_COUNTS {
+        return Err(format!(
+            "histogram bounds {low}..{high} with {digits} digits need more than {MAX_COUNTS} counts"
+        ));
+    }
+    deserializer
+        .deserialize(&mut &inner[..])
+        .map_err(|e| format!("bad histogram: {e:?}"))
+}
+
 /// The header of a log whose interval timestamps count seconds from `start_epoch_s`.
 pub fn header(start_epoch_s: f64, tool: &str) -> String {
     format!(
@@ -101,10 +191,10 @@ pub fn read(text: &str) -> Result<Vec<Interval>, HlogError> {
             Err(_) if is_partial_tail => break,
             Err(e) => return Err(malformed(format!("bad base64: {e}"))),
         };
-        let histogram: Histogram = match deserializer.deserialize(&mut bytes.as_slice()) {
+        let histogram: Histogram = match decode_histogram(&bytes, &mut deserializer) {
             Ok(h) => h,
             Err(_) if is_partial_tail => break,
-            Err(e) => return Err(malformed(format!("bad histogram: {e:?}"))),
+            Err(e) => return Err(malformed(e)),
         };
         out.push(Interval {
             start_s: entry.start_timestamp().as_secs_f64(),
@@ -155,5 +245,46 @@ mod tests {
         text.push_str("not,an,interval,line\n");
         let err = read(&text).unwrap_err().to_string();
         assert!(err.starts_with("line 7:"), "{err}");
+    }
+
+    /// A V2 compressed line whose header declares `payload` bytes and the
+    /// given bounds, with no payload at all.
+    fn forged_line(payload: u32, digits: u32, low: u64, high: u64) -> String {
+        use std::io::Write as _;
+        let mut inner = Vec::new();
+        inner.extend_from_slice(&V2_COOKIE.to_be_bytes());
+        inner.extend_from_slice(&payload.to_be_bytes());
+        inner.extend_from_slice(&0u32.to_be_bytes());
+        inner.extend_from_slice(&digits.to_be_bytes());
+        inner.extend_from_slice(&low.to_be_bytes());
+        inner.extend_from_slice(&high.to_be_bytes());
+        inner.extend_from_slice(&1.0f64.to_be_bytes());
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&inner).unwrap();
+        let compressed = z.finish().unwrap();
+        let mut outer = V2_COMPRESSED_COOKIE.to_be_bytes().to_vec();
+        outer.extend_from_slice(&(compressed.len() as u32).to_be_bytes());
+        outer.extend_from_slice(&compressed);
+        format!(
+            "0.000,1.000,1.000,{}\n",
+            base64::engine::general_purpose::STANDARD.encode(outer)
+        )
+    }
+
+    #[test]
+    fn forged_headers_are_refused_before_allocating() {
+        let huge_payload = read(&forged_line(0x7fff_ffff, 3, 1, 2)).unwrap_err();
+        assert!(
+            huge_payload.to_string().contains("payload"),
+            "{huge_payload}"
+        );
+        let huge_counts = read(&forged_line(0, 5, 1, u64::MAX)).unwrap_err();
+        assert!(huge_counts.to_string().contains("counts"), "{huge_counts}");
+        let digits = read(&forged_line(0, 4_000_000_000, 1, 2)).unwrap_err();
+        assert!(digits.to_string().contains("digits"), "{digits}");
+        // Our own histograms are far inside the bounds.
+        assert!(counts_len(1, 60_000_000, 3) < 64 * 1024);
+        // So is an hour of nanoseconds at 5 digits (Java's widest common setting).
+        assert!(counts_len(1, 3_600_000_000_000, 5) <= MAX_COUNTS);
     }
 }
