@@ -297,8 +297,10 @@ fn run_otlp_listen_joins_the_load_test_to_its_traces() {
     assert_eq!(v["groups"]["by"], "client_latency", "{v:#}");
     // The P50 group, too, is chosen by the client's latency (sampled trace ids
     // between the client's P40 and P60), not by the server's span durations.
+    // (The sample keeps 64 requests per half-octave latency band; in a short run
+    // whose latencies share one or two bands, a few of them fall in P40–P60.)
     let p50_known = u(&v["join"]["p50_requests"]);
-    assert!(p50_known >= 10, "{v:#}");
+    assert!(p50_known >= 3, "{v:#}");
     assert!(
         u(&v["groups"]["n_p50"]) >= 1 && u(&v["groups"]["n_p50"]) <= p50_known,
         "{v:#}"
