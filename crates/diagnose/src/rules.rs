@@ -20,6 +20,17 @@ pub const WAIT_MIN_SHARE: f64 = 0.15;
 pub const DEP_MIN_MS: f64 = 5.0;
 /// ... and this share of the tail's critical path.
 pub const DEP_MIN_SHARE: f64 = 0.2;
+/// A dependency that is not slow for the typical request (under [`DEP_MIN_MS`] or
+/// [`DEP_MIN_SHARE`] at P50) is blamed for the tail only when its share of the
+/// tail's critical path exceeds its share of the typical request's by this much:
+/// what is *different* about slow requests. When every step of slow requests is
+/// slower in proportion (CPU contention on the host, a busy scheduler), no
+/// dependency's share grows and none is named.
+pub const DEP_TAIL_EXCESS: f64 = 0.1;
+/// Fewer traces than this in the tail group make trace verdicts low-confidence,
+/// and a dependency slow only in the tail is then not named at all (its share
+/// of a handful of slow traces is noise as often as not).
+pub const MIN_TAIL_TRACES: u64 = 10;
 /// A dependency has a long tail when its tail time is this many times its P50 time.
 pub const HEAVY_TAIL_RATIO: f64 = 3.0;
 /// A query is slow everywhere from this much time per typical request...
@@ -166,7 +177,7 @@ impl Ctx<'_> {
 }
 
 fn trace_confidence(t: &TraceEvidence, share: f64, reasons: &mut Vec<String>) -> Level {
-    if t.n_tail < 10 {
+    if t.n_tail < MIN_TAIL_TRACES {
         reasons.push(format!(
             "only {} traces in the tail group: shares rest on few samples",
             t.n_tail
@@ -374,7 +385,12 @@ fn plateau_items(ctx: &Ctx<'_>) -> Vec<EvidenceItem> {
     )]
 }
 
-fn trace_constraints(ctx: &Ctx<'_>, t: &TraceEvidence, out: &mut Vec<Constraint>) {
+fn trace_constraints(
+    ctx: &Ctx<'_>,
+    t: &TraceEvidence,
+    out: &mut Vec<Constraint>,
+    notes: &mut Vec<String>,
+) {
     let (remote, _entry) = remote_services(t);
     let mut used = Used {
         ops: BTreeSet::new(),
@@ -830,6 +846,7 @@ fn trace_constraints(ctx: &Ctx<'_>, t: &TraceEvidence, out: &mut Vec<Constraint>
     }
 
     // Dependencies, per remote service.
+    let mut uniform = Vec::new();
     for svc in &remote {
         let ops: Vec<&OperationTime> = t
             .operations
@@ -844,6 +861,28 @@ fn trace_constraints(ctx: &Ctx<'_>, t: &TraceEvidence, out: &mut Vec<Constraint>
         let share_p99: f64 = ops.iter().map(|o| o.share_p99).sum::<f64>().min(1.0);
         let share_p50: f64 = ops.iter().map(|o| o.share_p50).sum::<f64>().min(1.0);
         if ms_p99 < DEP_MIN_MS || share_p99 < DEP_MIN_SHARE {
+            continue;
+        }
+        let slow_typically = ms_p50 >= DEP_MIN_MS && share_p50 >= DEP_MIN_SHARE;
+        let tail_grows = share_p99 >= share_p50 + DEP_TAIL_EXCESS;
+        if !slow_typically && !tail_grows {
+            uniform.push(format!(
+                "{svc}: {} per slow request but {} of their critical path against {} of a typical request's",
+                fmt_ms(ms_p99),
+                pct(share_p99),
+                pct(share_p50)
+            ));
+            continue;
+        }
+        if !slow_typically && t.n_tail < MIN_TAIL_TRACES {
+            notes.push(format!(
+                "{}: {svc} is slower in the tail ({} per slow request, {} of their critical path against {} of a typical request's), but only {} slow traces show it: too few to name it; collect more traces (a longer run, or more sampling)",
+                t.source,
+                fmt_ms(ms_p99),
+                pct(share_p99),
+                pct(share_p50),
+                t.n_tail
+            ));
             continue;
         }
         let top = ops
@@ -921,6 +960,14 @@ fn trace_constraints(ctx: &Ctx<'_>, t: &TraceEvidence, out: &mut Vec<Constraint>
                 predictions: Vec::new(),
             });
         }
+    }
+
+    if !uniform.is_empty() {
+        notes.push(format!(
+            "{}: no dependency named: slow requests are slower at every step in proportion, none takes a larger share of them than of a typical request ({}); a host-wide cause (CPU contention, scheduling) fits this better than any one dependency",
+            t.source,
+            uniform.join("; ")
+        ));
     }
 
     // Slow queries: slow for the typical request too (a missing index is slow everywhere).
@@ -1450,13 +1497,13 @@ pub(crate) fn diagnose(ev: &Evidence) -> Diagnosis {
             notes.push(format!("{}: no complete traces", t.source));
             continue;
         }
-        if t.n_tail < 10 {
+        if t.n_tail < MIN_TAIL_TRACES {
             notes.push(format!(
                 "{}: only {} traces in the tail group; trace-based verdicts are low-confidence",
                 t.source, t.n_tail
             ));
         }
-        trace_constraints(&ctx, t, &mut list);
+        trace_constraints(&ctx, t, &mut list, &mut notes);
     }
     run_constraints(&ctx, &mut list);
     memory_constraint(&ctx, &mut list);
@@ -1523,5 +1570,111 @@ pub(crate) fn level_name(l: Level) -> &'static str {
         Level::High => "high",
         Level::Medium => "medium",
         Level::Low => "low",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::NetworkGap;
+
+    fn op(service: &str, operation: &str, ms: (f64, f64), share: (f64, f64)) -> OperationTime {
+        OperationTime {
+            service: service.into(),
+            operation: operation.into(),
+            wait: false,
+            ms_p50: ms.0,
+            ms_p99: ms.1,
+            share_p50: share.0,
+            share_p99: share.1,
+        }
+    }
+
+    /// A checkout calling payment, with the given payment times and shares; the
+    /// rest of the critical path is the checkout's own.
+    fn traces(payment_ms: (f64, f64), payment_share: (f64, f64), tail_ms: f64) -> Evidence {
+        let rest = |s: f64| 1.0 - s;
+        Evidence {
+            traces: vec![TraceEvidence {
+                source: "t.json".into(),
+                traces: 2000,
+                n_p50: 200,
+                n_tail: 20,
+                mean_ms_p50: 6.0,
+                mean_ms_tail: tail_ms,
+                operations: vec![
+                    op("payment", "POST /charge", payment_ms, payment_share),
+                    op(
+                        "checkout",
+                        "POST /checkout",
+                        (6.0 * rest(payment_share.0), tail_ms * rest(payment_share.1)),
+                        (rest(payment_share.0), rest(payment_share.1)),
+                    ),
+                ],
+                network: vec![NetworkGap {
+                    client: "checkout".into(),
+                    server: "payment".into(),
+                    mean_gap_ms: 0.1,
+                    critical_path_share: 0.01,
+                }],
+                ..TraceEvidence::default()
+            }],
+            ..Evidence::default()
+        }
+    }
+
+    #[test]
+    fn a_uniformly_slower_tail_names_no_dependency() {
+        // Measured on the healthy lab with the host's CPU contended: payment is
+        // 4x slower in slow requests, but so is everything else (its share falls).
+        let d = diagnose(&traces((3.16, 12.7), (0.49, 0.39), 32.0));
+        assert!(d.healthy, "{:?}", d.constraints);
+        assert!(
+            d.notes.iter().any(|n| n.contains("no dependency named")
+                && n.contains("payment")
+                && n.contains("CPU contention")),
+            "{:?}",
+            d.notes
+        );
+    }
+
+    #[test]
+    fn a_dependency_whose_share_grows_in_the_tail_is_named() {
+        // 1 ms typically, 40 ms in slow requests: the tail is this dependency.
+        let d = diagnose(&traces((1.0, 40.0), (0.17, 0.8), 50.0));
+        let first = d.constraints.first().expect("a constraint");
+        assert_eq!(first.class, ConstraintClass::SlowDependency);
+        assert!(first.title.contains("long tail"), "{}", first.title);
+    }
+
+    #[test]
+    fn a_tail_only_dependency_seen_in_few_slow_traces_is_not_named() {
+        // Measured on the healthy lab (fixed 2 ms payment), CPU contended: 7 slow
+        // traces, payment 15.3 ms in them. Too few to tell from noise.
+        let mut ev = traces((3.15, 15.3), (0.5, 0.76), 20.0);
+        ev.traces[0].n_tail = 7;
+        let d = diagnose(&ev);
+        assert!(d.healthy, "{:?}", d.constraints);
+        assert!(
+            d.notes
+                .iter()
+                .any(|n| n.contains("payment is slower in the tail")
+                    && n.contains("only 7 slow traces")),
+            "{:?}",
+            d.notes
+        );
+        // The same with enough slow traces is named.
+        ev.traces[0].n_tail = 40;
+        assert_eq!(diagnose(&ev).constraints.len(), 1);
+    }
+
+    #[test]
+    fn a_dependency_slow_for_every_request_is_named_even_if_its_share_falls() {
+        // 60 ms for every request (synchronous email in the lab): named although
+        // slow requests add time elsewhere too.
+        let d = diagnose(&traces((60.0, 70.0), (0.9, 0.7), 100.0));
+        let first = d.constraints.first().expect("a constraint");
+        assert_eq!(first.class, ConstraintClass::SlowDependency);
+        assert!(first.title.contains("every request"), "{}", first.title);
     }
 }
