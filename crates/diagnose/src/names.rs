@@ -7,30 +7,8 @@
 //! `SELECT orders`, `cache.load`, `smtp.send`); they never name a particular
 //! service. The table is in `docs/diagnose.md`.
 
-/// Splits a name into lowercase words at non-alphanumerics and lower→upper case changes.
-pub fn words(name: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut prev_lower = false;
-    for c in name.chars() {
-        if !c.is_alphanumeric() {
-            if !cur.is_empty() {
-                out.push(std::mem::take(&mut cur));
-            }
-            prev_lower = false;
-            continue;
-        }
-        if c.is_uppercase() && prev_lower && !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
-        }
-        prev_lower = c.is_lowercase() || c.is_ascii_digit();
-        cur.extend(c.to_lowercase());
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
+/// Splits a name into lowercase words, as the traces crate does.
+pub use chokepoint_traces::classify::words;
 
 fn has_any(words: &[String], set: &[&str]) -> bool {
     words.iter().any(|w| set.contains(&w.as_str()))

@@ -38,8 +38,10 @@ pub const WAIT_PAIRS: &[(&str, &str)] = &[
     ("queue", "delay"),
 ];
 
-/// Splits a name into lowercase words at non-alphanumerics and lower→upper case changes.
-fn words(name: &str) -> Vec<String> {
+/// Splits a name into lowercase words at non-alphanumerics and lower→upper case changes
+/// (`HikariPool.getConnection` → `hikari pool get connection`). The diagnosis' name
+/// rules split the same way, with this function.
+pub fn words(name: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut prev_lower = false;
