@@ -173,7 +173,9 @@ pub fn parse(words: &[String], base_dir: &Path) -> Result<CurlRequest, String> {
     // Expand bundled short options (`-sSLk`, `-XPOST`, `-H'...'` after quoting).
     let mut args = Vec::new();
     for w in words {
-        if w.starts_with('-') && !w.starts_with("--") && w.len() > 2 {
+        // (A non-ASCII second character is no short option: `w[..2]` would
+        // cut it; found by the `curl` fuzz target.)
+        if w.starts_with('-') && !w.starts_with("--") && w.len() > 2 && w.is_char_boundary(2) {
             let flag = &w[..2];
             if WITH_VALUE.contains(&flag) {
                 args.push(flag.to_string());
@@ -482,5 +484,14 @@ mod tests {
         assert!(curl("curl --data-binary @/nonexistent/x http://h/")
             .unwrap_err()
             .contains("cannot read /nonexistent/x"));
+        // A non-ASCII character after a single dash (panicked before).
+        assert_eq!(
+            curl("curl -ӕsour http://h/").unwrap_err(),
+            "unsupported curl option `-ӕsour`"
+        );
+        assert_eq!(
+            curl("curl -ӕ http://h/").unwrap_err(),
+            "unsupported curl option `-ӕ`"
+        );
     }
 }

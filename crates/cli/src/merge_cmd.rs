@@ -496,8 +496,18 @@ fn latency(h: &Histogram) -> LatencyMs {
     summarize(h).into()
 }
 
+/// RFC 3339 of a log's start time. The time comes from the logs' headers and
+/// may be anything: clamped to what RFC 3339 can write (1970 to year 9999),
+/// since `Duration::from_secs_f64`, `SystemTime + Duration` and humantime's
+/// `Display` all panic beyond that.
 fn epoch_to_rfc3339(epoch_s: f64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(epoch_s.max(0.0));
+    const LAST_S: f64 = 253_402_300_799.0; // 9999-12-31T23:59:59Z
+    let s = if epoch_s.is_nan() {
+        0.0
+    } else {
+        epoch_s.clamp(0.0, LAST_S)
+    };
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(s);
     humantime::format_rfc3339_millis(t).to_string()
 }
 
@@ -973,5 +983,21 @@ mod tests {
             Some(5.5)
         );
         assert_eq!(header_seconds("#[Logged with x]", "StartTime"), None);
+    }
+
+    /// Found by the `merge_log` fuzz target: a `StartTime` after year 9999
+    /// made `merge` panic while writing `started_at`.
+    #[test]
+    fn start_times_beyond_rfc3339_are_clamped() {
+        assert_eq!(
+            epoch_to_rfc3339(1_700_000_000.5),
+            "2023-11-14T22:13:20.500Z"
+        );
+        for s in [1_795_587_171_771.0, 1e300, f64::MAX, f64::INFINITY] {
+            assert_eq!(epoch_to_rfc3339(s), "9999-12-31T23:59:59.000Z", "{s}");
+        }
+        for s in [-1.0, f64::NEG_INFINITY, f64::NAN] {
+            assert_eq!(epoch_to_rfc3339(s), "1970-01-01T00:00:00.000Z", "{s}");
+        }
     }
 }
