@@ -14,6 +14,15 @@
 //! come closer together than that (at 1,000 req/s, uniform arrivals, never).
 //! The expiry count is never read: re-arming resets it, and a wake-up counts
 //! as an expiry when the clock has passed the armed deadline.
+//!
+//! At low rates the timer wakes early and spins: a thread asleep in
+//! `epoll_wait` takes tens of microseconds to run again after its timer
+//! expires (about 45 us here), and that wake-up delay would be schedule lag
+//! in every request. When the timer has been idle at least
+//! [`SPIN_MIN_IDLE_NS`], it is armed [`EARLY_NS`] before the deadline and the
+//! remainder is spun off on the clock (at 1,000 req/s: at most 60 us of
+//! spinning per request, 6% of a core). At higher rates the thread is awake
+//! anyway and the timer fires on time, without spinning.
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
@@ -27,6 +36,10 @@ use crate::clock::now_ns;
 
 /// The timer fires at most once per this many nanoseconds.
 pub(crate) const MIN_FIRE_GAP_NS: u64 = 50_000;
+/// An idle timer wakes this long before the deadline and spins the rest.
+pub(crate) const EARLY_NS: u64 = 60_000;
+/// The timer counts as idle when the deadline is this long after its last fire.
+pub(crate) const SPIN_MIN_IDLE_NS: u64 = 500_000;
 
 struct Entry {
     deadline_ns: u64,
@@ -134,6 +147,16 @@ impl HiResTimer {
             if self.fd.wait_expired().await.is_err() {
                 return;
             }
+            // An early wake-up: spin to the earliest deadline when it is near.
+            let first = self.heap.borrow().peek().map(|Reverse(e)| e.deadline_ns);
+            if let Some(first) = first {
+                let now = now_ns();
+                if first > now && first - now <= EARLY_NS {
+                    while now_ns() < first {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
             self.fd.fired(now_ns());
             if let Some(next) = self.fire_due() {
                 self.fd.arm_if_earlier(next);
@@ -225,7 +248,11 @@ mod linux {
         }
 
         pub(super) fn arm_if_earlier(&self, deadline_ns: u64) {
-            let deadline_ns = deadline_ns.max(self.fired_ns.get() + super::MIN_FIRE_GAP_NS);
+            let fired = self.fired_ns.get();
+            let mut deadline_ns = deadline_ns.max(fired + super::MIN_FIRE_GAP_NS);
+            if deadline_ns - fired >= super::SPIN_MIN_IDLE_NS {
+                deadline_ns -= super::EARLY_NS;
+            }
             if deadline_ns >= self.armed_ns.get() {
                 return;
             }
