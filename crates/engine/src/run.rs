@@ -200,6 +200,10 @@ struct ThreadShared {
     in_flight: AtomicU64,
     /// Last time the thread's heartbeat task ran (engine clock).
     heartbeat_ns: AtomicU64,
+    /// CPU demand of the thread over the last window, in thousandths: time
+    /// on a CPU plus time runnable but waiting for one, over wall time
+    /// (`/proc/thread-self/schedstat`; 0 where unavailable).
+    demand_permille: AtomicU64,
 }
 
 enum Command {
@@ -226,6 +230,11 @@ const MAX_SPAWN_PER_TICK: usize = 256;
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(1);
 /// A thread whose heartbeat is older than this is starved of CPU.
 const HEARTBEAT_STALE_NS: u64 = 3_000_000;
+/// Window over which a thread's CPU demand is measured.
+const DEMAND_WINDOW_NS: u64 = 10_000_000;
+/// A thread that wants a CPU this much of the time (thousandths) is saturated:
+/// the generator, not the target's concurrency, makes slots late.
+const SATURATED_PERMILLE: u64 = 800;
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 /// Raises the open-file limit to its hard maximum: every connection is a descriptor.
@@ -262,6 +271,7 @@ pub fn run(
                 recorder: Mutex::new(Recorder::new(shared.prepared.len())),
                 in_flight: AtomicU64::new(0),
                 heartbeat_ns: AtomicU64::new(u64::MAX),
+                demand_permille: AtomicU64::new(0),
             })
         })
         .collect();
@@ -512,6 +522,17 @@ impl Coordinator<'_> {
         if (in_flight as usize) + starting < live {
             return;
         }
+        // A thread that wants a CPU nearly all the time is the bottleneck:
+        // slots are late because the generator cannot send them sooner, and
+        // every new connection would cost it more (a connect, a socket in
+        // every poll) and make it later still.
+        if self
+            .threads
+            .iter()
+            .any(|t| t.demand_permille.load(Ordering::Relaxed) >= SATURATED_PERMILLE)
+        {
+            return;
+        }
         // A thread that has not run its heartbeat lately is starved of CPU; its
         // in-flight requests may well be answered already. Spawning then would
         // only feed the overload.
@@ -696,9 +717,14 @@ fn thread_main(
             tokio::task::spawn_local(async move {
                 let mut ticks = tokio::time::interval(HEARTBEAT_EVERY);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                let mut demand = DemandMeter::new();
                 loop {
                     ticks.tick().await;
-                    beat.heartbeat_ns.store(now_ns(), Ordering::Relaxed);
+                    let now = now_ns();
+                    beat.heartbeat_ns.store(now, Ordering::Relaxed);
+                    if let Some(permille) = demand.sample(now) {
+                        beat.demand_permille.store(permille, Ordering::Relaxed);
+                    }
                 }
             });
         }
@@ -730,6 +756,60 @@ fn thread_main(
             }
         }
     });
+}
+
+/// A thread's CPU demand from `/proc/thread-self/schedstat` (Linux): nanoseconds
+/// on a CPU and runnable-but-waiting, over wall time, per window.
+struct DemandMeter {
+    #[cfg(target_os = "linux")]
+    file: Option<std::fs::File>,
+    window_start_ns: u64,
+    window_start_demand_ns: u64,
+}
+
+impl DemandMeter {
+    fn new() -> Self {
+        let mut meter = DemandMeter {
+            #[cfg(target_os = "linux")]
+            file: std::fs::File::open("/proc/thread-self/schedstat").ok(),
+            window_start_ns: now_ns(),
+            window_start_demand_ns: 0,
+        };
+        meter.window_start_demand_ns = meter.read().unwrap_or(0);
+        meter
+    }
+
+    /// Time on a CPU plus time waiting for one, so far (ns).
+    fn read(&mut self) -> Option<u64> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::FileExt as _;
+            let file = self.file.as_ref()?;
+            let mut buf = [0u8; 96];
+            let n = file.read_at(&mut buf, 0).ok()?;
+            let text = std::str::from_utf8(&buf[..n]).ok()?;
+            let mut fields = text.split_ascii_whitespace();
+            let on_cpu: u64 = fields.next()?.parse().ok()?;
+            let waiting: u64 = fields.next()?.parse().ok()?;
+            Some(on_cpu + waiting)
+        }
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
+
+    /// The demand (thousandths) of the window that ends at `now`, once a
+    /// window is complete.
+    fn sample(&mut self, now: u64) -> Option<u64> {
+        let wall = now.saturating_sub(self.window_start_ns);
+        if wall < DEMAND_WINDOW_NS {
+            return None;
+        }
+        let total = self.read()?;
+        let used = total.saturating_sub(self.window_start_demand_ns);
+        self.window_start_ns = now;
+        self.window_start_demand_ns = total;
+        Some(used * 1000 / wall)
+    }
 }
 
 /// How a worker talks to the target.
@@ -958,4 +1038,31 @@ async fn worker(ctx: Rc<ThreadCtx>, lane: usize) {
     }
     drop(client);
     ctx.worker_exited();
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// A thread that computes without pause wants a CPU all the time; one that
+    /// sleeps wants none. (Waiting for a CPU counts as wanting one, so a busy
+    /// thread on a crowded machine reads as saturated too, as it should.)
+    #[test]
+    fn demand_tells_a_busy_thread_from_an_idle_one() {
+        std::thread::spawn(|| {
+            let mut meter = DemandMeter::new();
+            let start = now_ns();
+            let mut x = 0u64;
+            while now_ns() - start < 3 * DEMAND_WINDOW_NS / 2 {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            let busy = meter.sample(now_ns()).expect("a window is complete");
+            assert!(busy >= SATURATED_PERMILLE, "busy thread: {busy}‰");
+            std::thread::sleep(Duration::from_nanos(3 * DEMAND_WINDOW_NS / 2));
+            let idle = meter.sample(now_ns()).expect("a window is complete");
+            assert!(idle < 300, "sleeping thread: {idle}‰");
+        })
+        .join()
+        .unwrap();
+    }
 }

@@ -5,6 +5,24 @@
 //! `timerfd` armed at the earliest waiting deadline (absolute, monotonic);
 //! waiters sit in a heap and are woken on the same thread when it fires.
 //! Elsewhere the timer falls back to tokio's sleep.
+//!
+//! At high rates the timer coalesces: it fires at most once per
+//! [`MIN_FIRE_GAP_NS`] and then wakes every waiter already due. At 100,000
+//! req/s on one thread that is one wake-up (an `epoll_wait` return and one
+//! `timerfd_settime`) per about five requests instead of three syscalls per
+//! request; a deadline is late by at most the gap, and only when deadlines
+//! come closer together than that (at 1,000 req/s, uniform arrivals, never).
+//! The expiry count is never read: re-arming resets it, and a wake-up counts
+//! as an expiry when the clock has passed the armed deadline.
+//!
+//! At low rates the timer wakes early and spins: a thread asleep in
+//! `epoll_wait` takes tens of microseconds to run again after its timer
+//! expires (about 45 us here), and that wake-up delay would be schedule lag
+//! in every request. When the timer has been idle at least
+//! [`SPIN_MIN_IDLE_NS`], it is armed [`EARLY_NS`] before the deadline and the
+//! remainder is spun off on the clock (at 1,000 req/s: at most 60 us of
+//! spinning per request, 6% of a core). At higher rates the thread is awake
+//! anyway and the timer fires on time, without spinning.
 
 use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
@@ -15,6 +33,13 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use crate::clock::now_ns;
+
+/// The timer fires at most once per this many nanoseconds.
+pub(crate) const MIN_FIRE_GAP_NS: u64 = 50_000;
+/// An idle timer wakes this long before the deadline and spins the rest.
+pub(crate) const EARLY_NS: u64 = 60_000;
+/// The timer counts as idle when the deadline is this long after its last fire.
+pub(crate) const SPIN_MIN_IDLE_NS: u64 = 500_000;
 
 struct Entry {
     deadline_ns: u64,
@@ -44,6 +69,8 @@ pub(crate) struct HiResTimer {
     heap: RefCell<BinaryHeap<Reverse<Entry>>>,
     seq: Cell<u64>,
     stopped: Cell<bool>,
+    /// Times the timer fired (woke due waiters).
+    fires: Cell<u64>,
     #[cfg(target_os = "linux")]
     fd: linux::TimerFd,
 }
@@ -55,6 +82,7 @@ impl HiResTimer {
             heap: RefCell::new(BinaryHeap::new()),
             seq: Cell::new(0),
             stopped: Cell::new(false),
+            fires: Cell::new(0),
             #[cfg(target_os = "linux")]
             fd: linux::TimerFd::new()?,
         }))
@@ -93,6 +121,7 @@ impl HiResTimer {
 
     /// Wakes every waiter whose deadline has passed; returns the next deadline.
     fn fire_due(&self) -> Option<u64> {
+        self.fires.set(self.fires.get() + 1);
         let now = now_ns();
         let mut due = Vec::new();
         let next = {
@@ -118,6 +147,17 @@ impl HiResTimer {
             if self.fd.wait_expired().await.is_err() {
                 return;
             }
+            // An early wake-up: spin to the earliest deadline when it is near.
+            let first = self.heap.borrow().peek().map(|Reverse(e)| e.deadline_ns);
+            if let Some(first) = first {
+                let now = now_ns();
+                if first > now && first - now <= EARLY_NS {
+                    while now_ns() < first {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+            self.fd.fired(now_ns());
             if let Some(next) = self.fire_due() {
                 self.fd.arm_if_earlier(next);
             }
@@ -170,7 +210,11 @@ mod linux {
     /// A non-blocking `CLOCK_MONOTONIC` timerfd armed with absolute deadlines.
     pub(super) struct TimerFd {
         fd: AsyncFd<OwnedFd>,
+        /// The deadline the descriptor is armed at (`u64::MAX`: disarmed).
         armed_ns: Cell<u64>,
+        /// When the timer last fired: the next fire is at least
+        /// [`super::MIN_FIRE_GAP_NS`] later.
+        fired_ns: Cell<u64>,
     }
 
     impl TimerFd {
@@ -194,10 +238,21 @@ mod linux {
             Ok(TimerFd {
                 fd,
                 armed_ns: Cell::new(u64::MAX),
+                fired_ns: Cell::new(0),
             })
         }
 
+        /// Records a fire at `now_ns`.
+        pub(super) fn fired(&self, now_ns: u64) {
+            self.fired_ns.set(now_ns);
+        }
+
         pub(super) fn arm_if_earlier(&self, deadline_ns: u64) {
+            let fired = self.fired_ns.get();
+            let mut deadline_ns = deadline_ns.max(fired + super::MIN_FIRE_GAP_NS);
+            if deadline_ns - fired >= super::SPIN_MIN_IDLE_NS {
+                deadline_ns -= super::EARLY_NS;
+            }
             if deadline_ns >= self.armed_ns.get() {
                 return;
             }
@@ -223,29 +278,66 @@ mod linux {
             };
         }
 
-        /// Waits until the armed deadline expires, then disarms.
+        /// Waits until the armed deadline expires, then counts the timer disarmed.
+        ///
+        /// The expiry count is not read (one syscall per fire saved): the next
+        /// `timerfd_settime` resets it, and the descriptor is registered
+        /// edge-triggered, so the next expiry is a new event. A wake-up is an
+        /// expiry when the clock has reached the armed deadline.
         pub(super) async fn wait_expired(&self) -> io::Result<()> {
             loop {
                 let mut guard = self.fd.readable().await?;
-                let mut expirations = [0u8; 8];
-                // SAFETY: reading 8 bytes into an 8-byte buffer from our own descriptor.
-                let n = unsafe {
-                    libc::read(
-                        self.fd.get_ref().as_raw_fd(),
-                        expirations.as_mut_ptr().cast(),
-                        8,
-                    )
-                };
-                if n == 8 {
+                guard.clear_ready();
+                let armed = self.armed_ns.get();
+                if armed != u64::MAX && crate::clock::now_ns() >= armed {
                     self.armed_ns.set(u64::MAX);
                     return Ok(());
                 }
-                let err = io::Error::last_os_error();
-                if err.kind() != io::ErrorKind::WouldBlock {
-                    return Err(err);
-                }
-                guard.clear_ready();
             }
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// 400 deadlines 10 µs apart (100,000 per second): every sleeper wakes at
+    /// or after its deadline, and the timer fires about once per gap, not once
+    /// per deadline.
+    #[test]
+    fn dense_deadlines_are_coalesced_and_never_early() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async {
+            let timer = HiResTimer::new().unwrap();
+            tokio::task::spawn_local(timer.clone().drive());
+            let start = now_ns() + 20_000_000;
+            let n = 400u64;
+            let mut tasks = Vec::new();
+            for i in 0..n {
+                let deadline = start + i * 10_000;
+                let t = timer.clone();
+                tasks.push(tokio::task::spawn_local(async move {
+                    assert!(t.sleep_until(deadline).await);
+                    now_ns() >= deadline
+                }));
+            }
+            for task in tasks {
+                assert!(task.await.unwrap(), "a sleeper woke before its deadline");
+            }
+            let span = (n - 1) * 10_000;
+            let fires = timer.fires.get();
+            // Once per gap over the span, plus slack for a descheduled thread
+            // (without the gap it fires about once per deadline).
+            assert!(
+                fires <= span / MIN_FIRE_GAP_NS.max(25_000) + 5,
+                "{fires} fires for {n} deadlines over {span} ns"
+            );
+            timer.stop();
+        });
     }
 }
