@@ -212,7 +212,7 @@ pub fn har(data: &[u8]) {
     let _ = chokepoint::har::convert(text, &options);
 }
 
-/// curl command lines as pasted (`run --curl`): shell splitting, then flags.
+/// curl command lines as pasted (`scenario from-curl`): shell splitting, then flags.
 pub fn curl(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
