@@ -758,8 +758,9 @@ fn thread_main(
     });
 }
 
-/// A thread's CPU demand from `/proc/thread-self/schedstat` (Linux): nanoseconds
-/// on a CPU and runnable-but-waiting, over wall time, per window.
+/// A thread's CPU demand (Linux): nanoseconds on a CPU (the thread's CPU
+/// clock) and runnable but waiting for one (`/proc/thread-self/schedstat`),
+/// over wall time, per window.
 struct DemandMeter {
     #[cfg(target_os = "linux")]
     file: Option<std::fs::File>,
@@ -789,8 +790,21 @@ impl DemandMeter {
             let n = file.read_at(&mut buf, 0).ok()?;
             let text = std::str::from_utf8(&buf[..n]).ok()?;
             let mut fields = text.split_ascii_whitespace();
-            let on_cpu: u64 = fields.next()?.parse().ok()?;
+            // The first field (time on a CPU) is brought up to date only at
+            // scheduler ticks, up to 4 ms late for a thread that is running:
+            // the thread's CPU clock is exact. The second (time runnable but
+            // waiting) is current whenever the thread itself reads it.
+            let _stale_on_cpu = fields.next()?;
             let waiting: u64 = fields.next()?.parse().ok()?;
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `ts` is a valid, writable timespec.
+            if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+                return None;
+            }
+            let on_cpu = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
             Some(on_cpu + waiting)
         }
         #[cfg(not(target_os = "linux"))]
