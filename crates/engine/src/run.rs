@@ -304,6 +304,7 @@ pub fn run(
         warmup: Stats::new(shared.prepared.len()),
         spare: Recorder::new(shared.prepared.len()),
         interval: Stats::new(shared.prepared.len()),
+        carried: Stats::new(shared.prepared.len()),
         intervals_emitted: 0,
         spawned: 0,
     };
@@ -484,6 +485,11 @@ struct Coordinator<'a> {
     spare: Recorder,
     /// Scratch for merging one interval across threads.
     interval: Stats,
+    /// Measured samples collected at a boundary that emits no interval (one
+    /// completed before the coordinator reached the start of the measured
+    /// window): they go into the next interval emitted, so the intervals
+    /// always add up to the measured totals.
+    carried: Stats,
     intervals_emitted: u64,
     /// Workers spawned so far: the next worker's lane.
     spawned: usize,
@@ -571,6 +577,10 @@ impl Coordinator<'_> {
     }
 
     fn emit(&mut self, observer: &mut dyn Observer, start_s: f64, length_s: f64) {
+        if self.carried.requests > 0 {
+            self.interval.merge(&self.carried);
+            self.carried.reset();
+        }
         let in_flight = self
             .threads
             .iter()
@@ -644,8 +654,10 @@ impl Coordinator<'_> {
                     self.emit(observer, start_s, 1.0);
                     next_boundary += second;
                 } else if next_boundary == measured_start {
+                    self.carried.merge(&self.interval);
                     next_boundary = measured_start + second;
                 } else {
+                    self.carried.merge(&self.interval);
                     next_boundary = (next_boundary + second).min(measured_start);
                 }
             }
@@ -669,7 +681,9 @@ impl Coordinator<'_> {
         // The final partial interval.
         self.collect();
         let last_start = next_boundary - second;
-        if end_ns > measured_start && (self.interval.requests > 0 || end_ns > last_start) {
+        if end_ns > measured_start
+            && (self.interval.requests > 0 || self.carried.requests > 0 || end_ns > last_start)
+        {
             let start_s = last_start.saturating_sub(measured_start) as f64 / 1e9;
             let length_s = end_ns.saturating_sub(last_start.max(measured_start)) as f64 / 1e9;
             self.emit(observer, start_s, length_s);
