@@ -865,22 +865,23 @@ fn trace_constraints(
         }
         let slow_typically = ms_p50 >= DEP_MIN_MS && share_p50 >= DEP_MIN_SHARE;
         let tail_grows = share_p99 >= share_p50 + DEP_TAIL_EXCESS;
-        if !slow_typically && !tail_grows {
-            uniform.push(format!(
-                "{svc}: {} per slow request but {} of their critical path against {} of a typical request's",
+        let shares = || {
+            format!(
+                "{} per slow request, {} of their critical path against {} of a typical request's",
                 fmt_ms(ms_p99),
                 pct(share_p99),
                 pct(share_p50)
-            ));
+            )
+        };
+        if !slow_typically && !tail_grows {
+            uniform.push(format!("{svc}: {}", shares()));
             continue;
         }
         if !slow_typically && t.n_tail < MIN_TAIL_TRACES {
             notes.push(format!(
-                "{}: {svc} is slower in the tail ({} per slow request, {} of their critical path against {} of a typical request's), but only {} slow traces show it: too few to name it; collect more traces (a longer run, or more sampling)",
+                "{}: {svc} is slower in the tail ({}), but only {} slow traces show it: too few to name it; collect more traces (a longer run, or more sampling)",
                 t.source,
-                fmt_ms(ms_p99),
-                pct(share_p99),
-                pct(share_p50),
+                shares(),
                 t.n_tail
             ));
             continue;

@@ -653,12 +653,15 @@ impl Coordinator<'_> {
                     let start_s = (next_boundary - second - measured_start) as f64 / 1e9;
                     self.emit(observer, start_s, 1.0);
                     next_boundary += second;
-                } else if next_boundary == measured_start {
-                    self.carried.merge(&self.interval);
-                    next_boundary = measured_start + second;
                 } else {
+                    // No interval before the measured window: what was
+                    // collected goes into the first one.
                     self.carried.merge(&self.interval);
-                    next_boundary = (next_boundary + second).min(measured_start);
+                    next_boundary = if next_boundary == measured_start {
+                        measured_start + second
+                    } else {
+                        (next_boundary + second).min(measured_start)
+                    };
                 }
             }
             if now >= next_progress {
@@ -795,7 +798,7 @@ impl DemandMeter {
     }
 
     /// Time on a CPU plus time waiting for one, so far (ns).
-    fn read(&mut self) -> Option<u64> {
+    fn read(&self) -> Option<u64> {
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::fs::FileExt as _;
@@ -810,16 +813,7 @@ impl DemandMeter {
             // waiting) is current whenever the thread itself reads it.
             let _stale_on_cpu = fields.next()?;
             let waiting: u64 = fields.next()?.parse().ok()?;
-            let mut ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: `ts` is a valid, writable timespec.
-            if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
-                return None;
-            }
-            let on_cpu = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
-            Some(on_cpu + waiting)
+            Some(crate::clock::thread_cpu_ns()? + waiting)
         }
         #[cfg(not(target_os = "linux"))]
         None
