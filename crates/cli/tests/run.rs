@@ -712,3 +712,44 @@ fn intervals_add_up_to_the_totals_after_a_warmup() {
         );
     }
 }
+
+/// A saturated target (one request at a time, 2 ms each: 500 req/s) offered
+/// 2,000 req/s: every connection stays busy and slots run ever later, but
+/// more connections would only queue. The open model keeps its connections
+/// near Little's law at the fastest service time (cap 32 x 2,000/s x 2 ms =
+/// 128), where it used to add one per late slot, into the thousands.
+#[test]
+fn a_saturated_target_does_not_get_thousands_of_connections() {
+    let one_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
+    let server = http_server(handler(move |_req| {
+        let lock = one_at_a_time.clone();
+        async move {
+            let _turn = lock.lock().await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            text(200, "ok")
+        }
+    }));
+    let s = run_json(&[&server.url("/"), "--rate", "2000", "-z", "2s"], 0, LIMIT);
+    let peak = u(&s["peak_connections"]);
+    // Some are added before the first response tells the fastest time.
+    assert!((2..=300).contains(&peak), "peak connections {peak}: {s}");
+    let x = f(&s["throughput_rps"]);
+    assert!((300.0..=520.0).contains(&x), "throughput {x}: {s}");
+    assert!(u(&s["dropped"]) > 1000, "{s}");
+}
+
+/// A target that is slow but not saturated (every response held 300 ms, no
+/// queue) needs rate x 300 ms connections, and gets them.
+#[test]
+fn a_slow_target_still_gets_the_connections_it_needs() {
+    let server = http_server(handler(|_req| async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        text(200, "ok")
+    }));
+    let s = run_json(&[&server.url("/"), "--rate", "1000", "-z", "2s"], 0, LIMIT);
+    let peak = u(&s["peak_connections"]);
+    assert!(peak >= 280, "peak connections {peak}: {s}");
+    assert_eq!(u(&s["requests"]), 2000, "{s}");
+    assert_eq!(u(&s["dropped"]), 0, "{s}");
+    assert!(f(&s["latency_ms"]["p99"]) < 400.0, "{s}");
+}

@@ -99,8 +99,9 @@ pub fn render_run(s: &RunSummary) -> String {
     if s.dropped > 0 {
         let _ = writeln!(
             out,
-            "  Dropped     {} arrivals never sent: all {} allowed connections were busy until the window ended",
+            "  Dropped     {} arrivals never sent: all {} connections were busy until the window ended (at most {} allowed; fewer while the target's fastest responses show that more would only queue)",
             fmt_count(s.dropped),
+            s.peak_connections,
             s.max_connections.unwrap_or(0)
         );
     }
