@@ -2,7 +2,10 @@
 # sets $url; stops it on exit. Installs nginx from Debian's packages if missing.
 command -v nginx >/dev/null || { apt-get update -qq >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
 nginx_dir=$(mktemp -d)
-nginx_port=$((20000 + RANDOM % 20000))
+nginx_up=
+for _try in 1 2 3 4 5; do
+  # A random port can collide with an ephemeral port still in use: pick another.
+  nginx_port=$((20000 + RANDOM % 20000))
 cat >"$nginx_dir/nginx.conf" <<CONF
 worker_processes 1;
 pid $nginx_dir/nginx.pid;
@@ -12,7 +15,9 @@ worker_rlimit_nofile 65536;
 http { access_log off; keepalive_requests 100000000;
   server { listen 127.0.0.1:$nginx_port backlog=4096; location / { return 200 "hello world\n"; } } }
 CONF
-nginx -c "$nginx_dir/nginx.conf"
+nginx -c "$nginx_dir/nginx.conf" 2>/dev/null && { nginx_up=1; break; }
+done
+[[ -n $nginx_up ]] || { echo "nginx could not start" >&2; exit 1; }
 trap 'kill $(cat $nginx_dir/nginx.pid) 2>/dev/null; rm -rf "$nginx_dir"' EXIT
 url=http://127.0.0.1:$nginx_port/
 sleep 0.3

@@ -686,6 +686,10 @@ fn intervals_add_up_to_the_totals_after_a_warmup() {
                 "1s",
                 "-z",
                 "1s",
+                // Two runtime threads (one is the default against loopback
+                // on 2 cores): intervals merge across threads.
+                "--threads",
+                "2",
                 "--out",
                 out.to_str().unwrap(),
             ],
