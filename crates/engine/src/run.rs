@@ -779,6 +779,7 @@ fn thread_main(
         if matches!(shared.schedule.model(), LoadModel::Open { .. }) {
             // Only the open-model spawner reads heartbeats.
             let beat = mine.clone();
+            let timer = timer.clone();
             tokio::task::spawn_local(async move {
                 let mut ticks = tokio::time::interval(HEARTBEAT_EVERY);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -789,6 +790,7 @@ fn thread_main(
                     beat.heartbeat_ns.store(now, Ordering::Relaxed);
                     if let Some(permille) = demand.sample(now) {
                         beat.demand_permille.store(permille, Ordering::Relaxed);
+                        timer.set_busy(permille >= SATURATED_PERMILLE);
                     }
                 }
             });
