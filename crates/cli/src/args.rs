@@ -55,7 +55,8 @@ pub struct ConnectionArgs {
     /// Send a W3C traceparent with every request; keep the slowest requests' trace ids.
     #[arg(long = "trace-propagate")]
     pub trace_propagate: bool,
-    /// Generator threads [default: one per core].
+    /// Generator threads [default: as the load needs (one per 100 connections or
+    /// 50,000 req/s), at most one per core, at most half the cores for a loopback target].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
 }
@@ -81,7 +82,8 @@ pub struct LoadArgs {
     /// Warmup before the measured window, reported separately.
     #[arg(long, value_name = "DUR", value_parser = units::parse_duration)]
     pub warmup: Option<Duration>,
-    /// Open model: most concurrent connections [default: 10000].
+    /// Open model: most concurrent connections [default: 10000; fewer while the
+    /// target's fastest responses show more would only queue: 32 x rate x fastest, at least 100].
     #[arg(long = "max-connections", value_name = "N")]
     pub max_connections: Option<u64>,
     /// Seed for arrival gaps, request mix and trace ids.
