@@ -855,7 +855,13 @@ fn analyse(search: &Search<'_>, report: &mut StressReport) {
                 _ => false,
             };
             let grows = hi.latency_ms.mean >= 1.5 * w0;
-            (saturated_load && grows && hi.achieved_rps >= 0.85 * x_max && w0 > 0.0).then(|| {
+            // A plateau, not a collapse: the highest step still delivers most
+            // of the best throughput. Its achieved rate reads low even on a
+            // flat plateau (it counts the drain after the window, and the
+            // open model leaves arrivals unsent once its connections are all
+            // queued at the target: 330 of 397 req/s against a 400 req/s pool
+            // offered 800), hence 80%.
+            (saturated_load && grows && hi.achieved_rps >= 0.8 * x_max && w0 > 0.0).then(|| {
                 Saturation {
                     plateau_rps: x_max,
                     low_load_latency_ms: w0,

@@ -632,8 +632,21 @@ fn untrusted_certificate() {
         },
     );
     assert_eq!(s["tls_verification_disabled"], true);
+    let dir = tempdir();
+    let out = dir.path().join("r");
     let text = run_measured(
-        &["run", &url, "-n", "5", "-c", "1", "--quiet", "--insecure"],
+        &[
+            "run",
+            &url,
+            "-n",
+            "5",
+            "-c",
+            "1",
+            "--quiet",
+            "--insecure",
+            "--out",
+            out.to_str().unwrap(),
+        ],
         HARD_LIMIT,
     );
     assert_eq!(text.code, Some(0), "{}", text.show());
@@ -642,5 +655,11 @@ fn untrusted_certificate() {
             .contains("TLS certificate verification was OFF (--insecure)"),
         "{}",
         text.show()
+    );
+    let html = read(&out.join("report.html"));
+    assert!(
+        html.contains("id=\"tls-warning\"")
+            && html.contains("TLS certificate verification was OFF (--insecure)"),
+        "report.html does not say verification was off"
     );
 }
