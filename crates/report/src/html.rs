@@ -232,7 +232,11 @@ pub fn render(r: &Report<'_>) -> String {
             esc(text)
         );
     }
-    for run in r.runs.iter().filter(|p| p.summary.tls_verification_disabled) {
+    for run in r
+        .runs
+        .iter()
+        .filter(|p| p.summary.tls_verification_disabled)
+    {
         let _ = write!(
             h,
             "<div class=\"banner bad\" id=\"tls-warning\">TLS certificate verification was OFF (--insecure) in {}: the target's identity was not checked</div>",
