@@ -546,11 +546,9 @@ impl Coordinator<'_> {
             return max_connections;
         }
         let needed = rate * fastest as f64 / 1e9;
-        let cap = (CONNECTIONS_PER_NEEDED * needed).ceil();
-        if cap >= max_connections as f64 {
-            return max_connections;
-        }
-        (cap as usize).max(CONNECTIONS_FLOOR).min(max_connections)
+        // `as` saturates: a cap beyond usize is max_connections.
+        let cap = (CONNECTIONS_PER_NEEDED * needed).ceil() as usize;
+        cap.max(CONNECTIONS_FLOOR).min(max_connections)
     }
 
     /// Adds connections when open-model slots are running late for lack of one.
