@@ -232,15 +232,18 @@ pub fn render(r: &Report<'_>) -> String {
             esc(text)
         );
     }
-    for run in r
+    // One banner naming every such run: an id appears once per page.
+    let insecure: Vec<&str> = r
         .runs
         .iter()
         .filter(|p| p.summary.tls_verification_disabled)
-    {
+        .map(|p| p.label.as_str())
+        .collect();
+    if !insecure.is_empty() {
         let _ = write!(
             h,
             "<div class=\"banner bad\" id=\"tls-warning\">TLS certificate verification was OFF (--insecure) in {}: the target's identity was not checked</div>",
-            esc(&run.label)
+            esc(&insecure.join(", "))
         );
     }
     if !r.story.is_empty() {
