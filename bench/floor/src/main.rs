@@ -13,7 +13,7 @@ use io_uring::{opcode, squeue, types, IoUring};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 5 {
-        eprintln!("usage: floor ADDR CONNECTIONS SECONDS epoll|uring [BATCH]");
+        eprintln!("usage: floor ADDR CONNECTIONS SECONDS epoll|uring|ms|msts [BATCH [MIN_WAIT_US]]");
         std::process::exit(2);
     }
     let addr = &args[1];
@@ -30,7 +30,16 @@ fn main() {
         .collect();
     let count = match args[4].as_str() {
         "epoll" => epoll_loop(&streams, &req, secs),
-        "uring" => uring_loop(&streams, &req, secs, batch),
+        "uring" => uring_loop(&streams, &req, secs, batch, false),
+        "uts" => uring_loop(&streams, &req, secs, batch, true),
+        "ms" | "msts" => multishot_loop(
+            &streams,
+            &req,
+            secs,
+            batch,
+            args.get(6).map_or(0, |m| m.parse().expect("MIN_WAIT_US")),
+            args[4] == "msts",
+        ),
         other => panic!("unknown mode {other}"),
     };
     println!("{count} requests, {:.0} req/s", count as f64 / secs as f64);
@@ -77,22 +86,54 @@ fn epoll_loop(streams: &[TcpStream], req: &[u8], secs: u64) -> u64 {
 /// io_uring with deferred task work: each request is a send linked to a
 /// recv; one `io_uring_enter` submits every new pair and waits for `batch`
 /// completions (or 200 us).
-fn uring_loop(streams: &[TcpStream], req: &[u8], secs: u64, batch: usize) -> u64 {
+fn uring_loop(streams: &[TcpStream], req: &[u8], secs: u64, batch: usize, stamps: bool) -> u64 {
     let mut ring: IoUring = IoUring::builder()
         .setup_single_issuer()
         .setup_defer_taskrun()
         .build(1024)
         .expect("io_uring");
     let mut bufs: Vec<Vec<u8>> = (0..streams.len()).map(|_| vec![0u8; 4096]).collect();
+    // Per connection: an iovec over its buffer, a control buffer and a msghdr (recvmsg with stamps).
+    let mut iovs: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() })
+        .collect();
+    let mut ctrl = vec![[0u64; 8]; streams.len()];
+    let mut hdrs: Vec<libc::msghdr> = (0..streams.len())
+        .map(|i| {
+            // SAFETY: an all-zero msghdr is valid.
+            let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+            h.msg_iov = &mut iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = ctrl[i].as_mut_ptr().cast();
+            h.msg_controllen = 64;
+            h
+        })
+        .collect();
+    if stamps {
+        for s in streams {
+            let on: libc::c_int = 1;
+            // SAFETY: setsockopt on an owned socket.
+            unsafe {
+                libc::setsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, (&on as *const libc::c_int).cast(), 4);
+            }
+        }
+    }
+    let hdr_ptrs: Vec<*mut libc::msghdr> = hdrs.iter_mut().map(|h| h as *mut libc::msghdr).collect();
     let push = |ring: &mut IoUring, i: usize, buf: &mut Vec<u8>| {
         let fd = types::Fd(streams[i].as_raw_fd());
         let send = opcode::Send::new(fd, req.as_ptr(), req.len() as u32)
             .build()
             .flags(squeue::Flags::IO_LINK)
             .user_data((i * 2) as u64);
-        let recv = opcode::Recv::new(fd, buf.as_mut_ptr(), buf.len() as u32)
-            .build()
-            .user_data((i * 2 + 1) as u64);
+        let recv = if stamps {
+            // SAFETY: the msghdr lives as long as the ring's use of it.
+            unsafe { (*{ hdr_ptrs[i] }).msg_controllen = 64 };
+            opcode::RecvMsg::new(fd, hdr_ptrs[i]).build()
+        } else {
+            opcode::Recv::new(fd, buf.as_mut_ptr(), buf.len() as u32).build()
+        }
+        .user_data((i * 2 + 1) as u64);
         // SAFETY: the request and the buffers outlive the ring's use of them.
         unsafe {
             let mut sq = ring.submission();
@@ -133,4 +174,165 @@ fn uring_loop(streams: &[TcpStream], req: &[u8], secs: u64, batch: usize) -> u64
         }
     }
     count
+}
+
+/// Multishot receives from a provided-buffer ring (one armed receive per
+/// connection for the whole run) and one send per request; with `stamps`,
+/// multishot `recvmsg` with `SO_TIMESTAMPNS` (the kernel's receive time of each
+/// response). One `io_uring_enter` submits the sends and waits for `batch`
+/// completions, or with `min_wait_us` > 0 for `batch` within that many
+/// microseconds and then for any.
+fn multishot_loop(
+    streams: &[TcpStream],
+    req: &[u8],
+    secs: u64,
+    batch: usize,
+    min_wait_us: u32,
+    stamps: bool,
+) -> u64 {
+    const ENTRIES: u16 = 1024;
+    const BUF: usize = 2048;
+    let mut ring: IoUring = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_cqsize(4096)
+        .build(1024)
+        .expect("io_uring");
+    let layout = std::alloc::Layout::from_size_align(ENTRIES as usize * 16, 4096).unwrap();
+    // SAFETY: a non-zero layout; the memory lives until the process exits.
+    let ring_mem = unsafe { std::alloc::alloc_zeroed(layout) } as *mut types::BufRingEntry;
+    let mut bufs = vec![0u8; ENTRIES as usize * BUF];
+    // SAFETY: page-aligned ring of ENTRIES entries, registered once.
+    unsafe {
+        ring.submitter()
+            .register_buf_ring_with_flags(ring_mem as u64, ENTRIES, 0, 0)
+            .expect("buf ring");
+    }
+    let mut tail: u16 = 0;
+    let give = |tail: &mut u16, bid: u16, bufs: &mut Vec<u8>| {
+        // SAFETY: the entry index is masked into the ring; buffers outlive the ring.
+        unsafe {
+            let e = &mut *ring_mem.add((*tail & (ENTRIES - 1)) as usize);
+            e.set_addr(bufs.as_mut_ptr().add(bid as usize * BUF) as u64);
+            e.set_len(BUF as u32);
+            e.set_bid(bid);
+        }
+        *tail = tail.wrapping_add(1);
+    };
+    for bid in 0..ENTRIES {
+        give(&mut tail, bid, &mut bufs);
+    }
+    let publish = |tail: u16| {
+        // SAFETY: the tail field of the registered ring.
+        unsafe {
+            let t = types::BufRingEntry::tail(ring_mem) as *const std::sync::atomic::AtomicU16;
+            (*t).store(tail, std::sync::atomic::Ordering::Release);
+        }
+    };
+    publish(tail);
+    let on: libc::c_int = 1;
+    let mut msghdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    msghdr.msg_controllen = 32;
+    for (i, s) in streams.iter().enumerate() {
+        let fd = types::Fd(s.as_raw_fd());
+        if stamps {
+            // SAFETY: setsockopt on an owned socket.
+            unsafe {
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_TIMESTAMPNS,
+                    (&on as *const libc::c_int).cast(),
+                    4,
+                );
+            }
+        }
+        let recv = if stamps {
+            opcode::RecvMsgMulti::new(fd, &msghdr, 0).build()
+        } else {
+            opcode::RecvMulti::new(fd, 0).build()
+        };
+        let send = opcode::Send::new(fd, req.as_ptr(), req.len() as u32)
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(u64::MAX);
+        // SAFETY: msghdr, the request and the buffers outlive the ring's use of them.
+        unsafe {
+            let mut sq = ring.submission();
+            sq.push(&recv.user_data(i as u64)).expect("room");
+            sq.push(&send).expect("room");
+        }
+    }
+    let end = Instant::now() + Duration::from_secs(secs);
+    let (mut count, mut done) = (0u64, false);
+    let mut lag_sum = 0u64;
+    let mut stamped = 0u64;
+    let ts = types::Timespec::new().nsec(200_000);
+    let mut ready = Vec::new();
+    let mut inflight = streams.len();
+    while inflight > 0 {
+        let want = if done { 1 } else { batch.min(inflight) };
+        let mut args = types::SubmitArgs::new().timespec(&ts);
+        if min_wait_us > 0 {
+            args = args.min_wait_usec(min_wait_us);
+        }
+        match ring.submitter().submit_with_args(want, &args) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
+            Err(e) => panic!("io_uring_enter: {e}"),
+        }
+        let now = realtime_ns();
+        for cqe in ring.completion() {
+            let i = cqe.user_data() as usize;
+            assert!(cqe.result() > 0, "cqe {} for {i}", cqe.result());
+            assert!(io_uring::cqueue::more(cqe.flags()), "multishot ended");
+            let bid = io_uring::cqueue::buffer_select(cqe.flags()).expect("a buffer");
+            if stamps {
+                let data = &bufs[bid as usize * BUF..][..cqe.result() as usize];
+                let out = types::RecvMsgOut::parse(data, &msghdr).expect("recvmsg out");
+                let c = out.control_data();
+                // The kernel turns stamping on a moment after the first socket asks.
+                if c.len() >= 32 {
+                // struct cmsghdr { len: usize, level: i32, type: i32 } then the timespec.
+                let (sec, nsec) = (
+                    i64::from_ne_bytes(c[16..24].try_into().unwrap()),
+                    i64::from_ne_bytes(c[24..32].try_into().unwrap()),
+                );
+                let stamp = sec as u64 * 1_000_000_000 + nsec as u64;
+                lag_sum += now.saturating_sub(stamp);
+                stamped += 1;
+                }
+            }
+            give(&mut tail, bid, &mut bufs);
+            count += 1;
+            ready.push(i);
+        }
+        publish(tail);
+        done = done || Instant::now() >= end;
+        for i in ready.drain(..) {
+            if done {
+                inflight -= 1;
+            } else {
+                let fd = types::Fd(streams[i].as_raw_fd());
+                let send = opcode::Send::new(fd, req.as_ptr(), req.len() as u32)
+                    .build()
+                    .flags(squeue::Flags::SKIP_SUCCESS)
+                    .user_data(u64::MAX);
+                // SAFETY: the request outlives the ring's use of it.
+                unsafe { ring.submission().push(&send).expect("room") };
+            }
+        }
+    }
+    if stamps {
+        eprintln!("mean delay from kernel receive to processing: {:.1} us", lag_sum as f64 / stamped.max(1) as f64 / 1e3);
+        eprintln!("{stamped} of {count} responses stamped");
+    }
+    count
+}
+
+fn realtime_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -59,6 +59,23 @@ pub struct ConnectionArgs {
     /// 50,000 req/s), at most one per core, at most half the cores for a loopback target].
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// I/O for plain-text HTTP/1.1: io_uring where the kernel offers it, else
+    /// epoll (`auto`); TLS and HTTP/2 always use epoll.
+    #[arg(long, value_enum, value_name = "KIND", default_value = "auto")]
+    pub io: IoName,
+}
+
+/// `--io` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IoName {
+    /// io_uring when available, else epoll.
+    #[default]
+    Auto,
+    /// tokio's epoll reactor.
+    Epoll,
+    /// io_uring, or fail to start.
+    #[value(name = "io_uring", alias = "uring")]
+    Uring,
 }
 
 /// Load model and limits.
@@ -388,6 +405,11 @@ pub fn plan_scaled(
     config.insecure = conn.insecure || file_connection.0;
     config.trace_propagate = conn.trace_propagate;
     config.threads = conn.threads.unwrap_or(0);
+    config.io = match conn.io {
+        IoName::Auto => chokepoint_engine::IoMode::Auto,
+        IoName::Epoll => chokepoint_engine::IoMode::Epoll,
+        IoName::Uring => chokepoint_engine::IoMode::Uring,
+    };
     if let Some(seed) = load.seed {
         config.seed = seed;
     }

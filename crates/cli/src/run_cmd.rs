@@ -309,6 +309,8 @@ pub fn build_summary(plan: &Plan, result: &RunResult) -> RunSummary {
         peak_connections: result.peak_connections as u64,
         http2: config.http2,
         tls_verification_disabled: config.insecure,
+        io: result.io.as_str().into(),
+        threads: result.threads as u64,
         timeout_s: config.timeout.as_secs_f64(),
         resources: None,
         ..RunSummary::default()

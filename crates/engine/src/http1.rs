@@ -15,7 +15,7 @@ const BUF_SIZE: usize = 4 * 1024;
 /// Read buffer once a body spans several reads: fewer syscalls for big bodies.
 const BODY_BUF_SIZE: usize = 64 * 1024;
 /// Largest response head accepted (status line plus headers).
-const MAX_HEAD: usize = 64 * 1024;
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
 const MAX_HEADERS: usize = 100;
 /// Longest chunk-size line (with extensions) or trailer line accepted.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
@@ -89,35 +89,35 @@ impl H1Conn {
             });
         }
         t.bytes_sent += request.len() as u64;
-        let head = loop {
-            let head = self.read_head(reused, t).await?;
-            // Interim 1xx responses (100 Continue, 103 Early Hints) precede the real one.
-            if (100..200).contains(&head.status) && head.status != 101 {
-                self.start += head.len;
-                continue;
+        let mut reader = ResponseReader::new(is_head);
+        loop {
+            if self.end > self.start {
+                if t.first_byte_ns == 0 {
+                    t.first_byte_ns = now_ns();
+                }
+                let (used, done) = reader.feed(&self.buf[self.start..self.end], t)?;
+                self.start += used;
+                if let Some(response) = done {
+                    t.end_ns = now_ns();
+                    return Ok(response);
+                }
+                if reader.body_spans_reads(self.buf.len()) {
+                    self.grow_for_body();
+                }
             }
-            break head;
-        };
-        if head.status == 101 || !(100..=599).contains(&head.status) {
-            return Err(ExchangeError::Failed(ErrorKind::Protocol));
+            match self.fill().await {
+                Ok(0) => {
+                    let response = reader.eof(reused)?;
+                    t.end_ns = now_ns();
+                    return Ok(response);
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    return Err(ExchangeError::Failed(ErrorKind::Protocol))
+                }
+                Err(e) => return Err(reader.read_error(reused, is_closed(&e))),
+            }
         }
-        self.start += head.len;
-        let no_body = is_head || head.status == 204 || head.status == 304;
-        let mut reusable = !head.close;
-        if no_body {
-        } else if head.chunked {
-            self.read_chunked(t).await?;
-        } else if let Some(len) = head.content_length {
-            self.read_exact_body(len, t).await?;
-        } else {
-            self.read_to_close(t).await?;
-            reusable = false;
-        }
-        t.end_ns = now_ns();
-        Ok(Response {
-            status: head.status,
-            reusable,
-        })
     }
 
     /// Grows the buffer for a body that spans several reads.
@@ -150,94 +150,164 @@ impl H1Conn {
         self.end += n;
         Ok(n)
     }
+}
 
-    async fn read_head(&mut self, reused: bool, t: &mut Timings) -> Result<Head, ExchangeError> {
-        let mut got_any = self.end > self.start;
+/// Where a response is in its reading.
+#[derive(Debug)]
+enum Phase {
+    /// Waiting for a complete head (interim 1xx heads are skipped).
+    Head,
+    /// A body of known length: bytes still to come.
+    Sized(u64),
+    Chunked(ChunkDecoder),
+    /// A body delimited by the connection's close.
+    ToClose,
+    Done,
+}
+
+/// Reads one response from whatever bytes arrive, however they are cut:
+/// the head with `httparse`, then the body counted (never buffered). It does
+/// no I/O and reads no clock, so the tokio path ([`H1Conn`]) and the
+/// io_uring path share it: one parser, one set of framing rules.
+#[derive(Debug)]
+pub(crate) struct ResponseReader {
+    is_head: bool,
+    phase: Phase,
+    /// A byte of this response has been seen.
+    got_any: bool,
+    status: u16,
+    reusable: bool,
+}
+
+impl ResponseReader {
+    /// A reader for the response to a request; `is_head` for `HEAD` (no body).
+    pub(crate) fn new(is_head: bool) -> Self {
+        ResponseReader {
+            is_head,
+            phase: Phase::Head,
+            got_any: false,
+            status: 0,
+            reusable: true,
+        }
+    }
+
+    /// Consumes what it can of `input` (bytes not yet consumed must be
+    /// offered again, with more after them); returns how many bytes it used
+    /// and the response once it is complete. While the head is incomplete it
+    /// uses nothing: the caller keeps the bytes, up to [`MAX_HEAD`].
+    pub(crate) fn feed(
+        &mut self,
+        input: &[u8],
+        t: &mut Timings,
+    ) -> Result<(usize, Option<Response>), ExchangeError> {
+        let protocol = ExchangeError::Failed(ErrorKind::Protocol);
+        let mut used = 0;
         loop {
-            if self.end > self.start {
-                if t.first_byte_ns == 0 {
-                    t.first_byte_ns = now_ns();
-                }
-                if let Some(head) = parse_head(&self.buf[self.start..self.end])? {
+            let rest = &input[used..];
+            match &mut self.phase {
+                Phase::Head => {
+                    if rest.is_empty() {
+                        return Ok((used, None));
+                    }
+                    self.got_any = true;
+                    let Some(head) = parse_head(rest)? else {
+                        return Ok((used, None));
+                    };
+                    used += head.len;
                     t.bytes_received += head.len as u64;
-                    return Ok(head);
-                }
-            }
-            match self.fill().await {
-                Ok(0) => {
-                    return Err(if reused && !got_any {
-                        ExchangeError::Stale
-                    } else if got_any {
-                        ExchangeError::Failed(ErrorKind::Protocol)
+                    // Interim 1xx responses (100 Continue, 103 Early Hints) precede the real one.
+                    if (100..200).contains(&head.status) && head.status != 101 {
+                        continue;
+                    }
+                    if head.status == 101 || !(100..=599).contains(&head.status) {
+                        return Err(protocol);
+                    }
+                    self.status = head.status;
+                    self.reusable = !head.close;
+                    let no_body = self.is_head || head.status == 204 || head.status == 304;
+                    self.phase = if no_body {
+                        Phase::Done
+                    } else if head.chunked {
+                        Phase::Chunked(ChunkDecoder::default())
+                    } else if let Some(len) = head.content_length {
+                        Phase::Sized(len)
                     } else {
-                        ExchangeError::Failed(ErrorKind::Io)
-                    })
+                        self.reusable = false;
+                        Phase::ToClose
+                    };
                 }
-                Ok(_) => got_any = true,
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                    return Err(ExchangeError::Failed(ErrorKind::Protocol))
+                Phase::Sized(remaining) => {
+                    let take = (rest.len() as u64).min(*remaining);
+                    used += take as usize;
+                    t.bytes_received += take;
+                    *remaining -= take;
+                    if *remaining > 0 {
+                        return Ok((used, None));
+                    }
+                    self.phase = Phase::Done;
                 }
-                Err(e) => {
-                    return Err(if reused && !got_any && is_closed(&e) {
-                        ExchangeError::Stale
-                    } else {
-                        ExchangeError::Failed(ErrorKind::Io)
-                    })
+                Phase::Chunked(decoder) => {
+                    let (n, done) = decoder.feed(rest).map_err(|()| protocol)?;
+                    used += n;
+                    t.bytes_received += n as u64;
+                    if !done {
+                        return Ok((used, None));
+                    }
+                    self.phase = Phase::Done;
+                }
+                Phase::ToClose => {
+                    t.bytes_received += rest.len() as u64;
+                    return Ok((input.len(), None));
+                }
+                Phase::Done => {
+                    return Ok((
+                        used,
+                        Some(Response {
+                            status: self.status,
+                            reusable: self.reusable,
+                        }),
+                    ))
                 }
             }
         }
     }
 
-    async fn read_exact_body(&mut self, len: u64, t: &mut Timings) -> Result<(), ExchangeError> {
-        let mut remaining = len;
-        loop {
-            let available = (self.end - self.start) as u64;
-            let take = available.min(remaining);
-            self.start += take as usize;
-            remaining -= take;
-            t.bytes_received += take;
-            if remaining == 0 {
-                return Ok(());
-            }
-            if remaining > self.buf.len() as u64 {
-                self.grow_for_body();
-            }
-            match self.fill().await {
-                Ok(0) | Err(_) => return Err(ExchangeError::Failed(ErrorKind::Io)),
-                Ok(_) => {}
-            }
+    /// The peer closed the connection: the end of a close-delimited body, or
+    /// a failure (`Stale` when a reused connection closed before any byte).
+    pub(crate) fn eof(&self, reused: bool) -> Result<Response, ExchangeError> {
+        match self.phase {
+            Phase::ToClose => Ok(Response {
+                status: self.status,
+                reusable: false,
+            }),
+            Phase::Head if !self.got_any && reused => Err(ExchangeError::Stale),
+            Phase::Head if self.got_any => Err(ExchangeError::Failed(ErrorKind::Protocol)),
+            _ => Err(ExchangeError::Failed(ErrorKind::Io)),
         }
     }
 
-    async fn read_to_close(&mut self, t: &mut Timings) -> Result<(), ExchangeError> {
-        loop {
-            t.bytes_received += (self.end - self.start) as u64;
-            self.start = self.end;
-            match self.fill().await {
-                Ok(0) => return Ok(()),
-                Ok(_) => self.grow_for_body(),
-                Err(_) => return Err(ExchangeError::Failed(ErrorKind::Io)),
-            }
+    /// A read failed; `closed` when the error says the peer closed or reset.
+    pub(crate) fn read_error(&self, reused: bool, closed: bool) -> ExchangeError {
+        if matches!(self.phase, Phase::Head) && !self.got_any && reused && closed {
+            ExchangeError::Stale
+        } else {
+            ExchangeError::Failed(ErrorKind::Io)
         }
     }
 
-    async fn read_chunked(&mut self, t: &mut Timings) -> Result<(), ExchangeError> {
-        let mut decoder = ChunkDecoder::default();
-        loop {
-            let input = &self.buf[self.start..self.end];
-            let (used, done) = decoder
-                .feed(input)
-                .map_err(|()| ExchangeError::Failed(ErrorKind::Protocol))?;
-            self.start += used;
-            t.bytes_received += used as u64;
-            if done {
-                return Ok(());
-            }
-            match self.fill().await {
-                Ok(0) | Err(_) => return Err(ExchangeError::Failed(ErrorKind::Io)),
-                Ok(_) => self.grow_for_body(),
-            }
+    /// The body will likely span reads of `buf_len` bytes (a larger buffer
+    /// then saves reads).
+    pub(crate) fn body_spans_reads(&self, buf_len: usize) -> bool {
+        match self.phase {
+            Phase::Sized(remaining) => remaining > buf_len as u64,
+            Phase::Chunked(_) | Phase::ToClose => true,
+            Phase::Head | Phase::Done => false,
         }
+    }
+
+    /// The head is complete (a response is being read).
+    pub(crate) fn in_head(&self) -> bool {
+        matches!(self.phase, Phase::Head)
     }
 }
 
@@ -503,6 +573,96 @@ mod tests {
         assert!(decode_in_pieces(b"zz\r\n", 4).is_err());
         assert!(decode_in_pieces(b"5\r\nhelloXX", 16).is_err());
         assert!(decode_in_pieces(b"ffffffffffffffffff\r\n", 32).is_err());
+    }
+
+    /// Feeds `bytes` to a reader in pieces of `piece` bytes, keeping what it
+    /// does not use as a connection's buffer would; returns the response, the
+    /// bytes it used and the bytes it counted as received.
+    fn read_in_pieces(
+        bytes: &[u8],
+        piece: usize,
+        is_head: bool,
+    ) -> Result<(Response, usize, u64), ExchangeError> {
+        let mut reader = ResponseReader::new(is_head);
+        let mut t = Timings::default();
+        let mut pending: Vec<u8> = Vec::new();
+        let mut consumed = 0;
+        for chunk in bytes.chunks(piece) {
+            pending.extend_from_slice(chunk);
+            let (used, done) = reader.feed(&pending, &mut t)?;
+            pending.drain(..used);
+            consumed += used;
+            if let Some(response) = done {
+                return Ok((response, consumed, t.bytes_received));
+            }
+        }
+        reader.eof(false).map(|r| (r, consumed, t.bytes_received))
+    }
+
+    #[test]
+    fn responses_read_the_same_whatever_the_read_boundaries() {
+        let cases: [(&[u8], bool, u16, bool, usize); 6] = [
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloNEXT", false, 200, true, 4),
+            (
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nokNEXT",
+                false,
+                201,
+                true,
+                4,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nNEXT",
+                false,
+                200,
+                true,
+                4,
+            ),
+            // HEAD: the Content-Length describes a body that is not sent.
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nNEXT", true, 200, true, 4),
+            (b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n", false, 204, false, 0),
+            // No framing: the body ends when the server closes.
+            (b"HTTP/1.1 200 OK\r\n\r\nuntil the end", false, 200, false, 0),
+        ];
+        for (bytes, is_head, status, reusable, left) in cases {
+            for piece in 1..=bytes.len() {
+                let (r, used, received) = read_in_pieces(bytes, piece, is_head).unwrap();
+                assert_eq!((r.status, r.reusable), (status, reusable), "piece {piece}");
+                assert_eq!(used, bytes.len() - left, "piece {piece}");
+                assert_eq!(received as usize, used, "piece {piece}");
+            }
+        }
+    }
+
+    #[test]
+    fn early_ends_are_told_apart() {
+        let reader = ResponseReader::new(false);
+        assert_eq!(reader.eof(true), Err(ExchangeError::Stale));
+        assert_eq!(reader.eof(false), Err(ExchangeError::Failed(ErrorKind::Io)));
+        assert_eq!(reader.read_error(true, true), ExchangeError::Stale);
+        assert_eq!(
+            reader.read_error(true, false),
+            ExchangeError::Failed(ErrorKind::Io)
+        );
+        let mut t = Timings::default();
+        let mut reader = ResponseReader::new(false);
+        assert_eq!(reader.feed(b"HTTP/1.1 2", &mut t), Ok((0, None)));
+        assert_eq!(
+            reader.eof(true),
+            Err(ExchangeError::Failed(ErrorKind::Protocol))
+        );
+        assert_eq!(
+            reader.read_error(true, true),
+            ExchangeError::Failed(ErrorKind::Io)
+        );
+        let mut reader = ResponseReader::new(false);
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc";
+        assert_eq!(reader.feed(head, &mut t), Ok((head.len(), None)));
+        assert_eq!(reader.eof(false), Err(ExchangeError::Failed(ErrorKind::Io)));
+        let mut reader = ResponseReader::new(false);
+        assert_eq!(
+            reader.feed(b"HTTP/1.1 101 Switching Protocols\r\n\r\n", &mut t),
+            Err(ExchangeError::Failed(ErrorKind::Protocol))
+        );
     }
 
     #[test]

@@ -33,6 +33,8 @@ mod schedule;
 mod target;
 mod timer;
 mod tls;
+#[cfg(target_os = "linux")]
+mod uring;
 
 pub use clock::now_ns;
 #[doc(hidden)]
@@ -42,9 +44,20 @@ pub use recorder::{
     ErrorCounts, ErrorKind, RequestStats, SlowTraces, Stats, Timings, TraceSample,
     SLOW_TRACES_KEPT, TRACE_SAMPLE_BANDS, TRACE_SAMPLE_PER_BAND,
 };
-pub use run::{run, IntervalReport, NoObserver, Observer, RunConfig, RunResult, StopSignal};
+pub use run::{
+    run, IntervalReport, IoMode, NoObserver, Observer, RunConfig, RunResult, StopSignal,
+};
 pub use schedule::{Arrival, Limits, LoadModel, Schedule, Slot};
 pub use target::{RequestSpec, Scheme, Target};
+
+/// Whether plain HTTP/1.1 can run over io_uring here (`IoMode::Auto` then
+/// does); the reason when it cannot.
+pub fn uring_available() -> Result<(), String> {
+    #[cfg(target_os = "linux")]
+    return uring::available();
+    #[cfg(not(target_os = "linux"))]
+    Err("io_uring is Linux only".into())
+}
 
 /// The `User-Agent` sent unless the user sets one.
 pub const USER_AGENT: &str = concat!("chokepoint/", env!("CARGO_PKG_VERSION"));

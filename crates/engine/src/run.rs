@@ -61,6 +61,32 @@ pub struct RunConfig {
     /// Wall-clock time at which the schedule starts (shards start together);
     /// connections are opened before it. `None` starts as soon as they are.
     pub start_at: Option<SystemTime>,
+    /// How plain HTTP/1.1 connections do their I/O.
+    pub io: IoMode,
+}
+
+/// How plain-text HTTP/1.1 connections do their I/O. TLS and HTTP/2 always
+/// go through tokio (epoll).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoMode {
+    /// io_uring where the kernel offers what the engine needs, else epoll.
+    #[default]
+    Auto,
+    /// tokio's epoll reactor, one task per connection.
+    Epoll,
+    /// io_uring; a run that cannot have it fails to start.
+    Uring,
+}
+
+impl IoMode {
+    /// The name used in flags and reports (`auto`, `epoll`, `io_uring`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoMode::Auto => "auto",
+            IoMode::Epoll => "epoll",
+            IoMode::Uring => "io_uring",
+        }
+    }
 }
 
 impl RunConfig {
@@ -85,6 +111,7 @@ impl RunConfig {
             ramp: None,
             arrival_phase: 0.0,
             start_at: None,
+            io: IoMode::Auto,
         }
     }
 }
@@ -164,52 +191,148 @@ pub struct RunResult {
     /// Open-model arrivals never sent: the window ended while they waited for a
     /// free connection (`max_connections` reached).
     pub dropped: u64,
+    /// The I/O the connections used (`Epoll` or `Uring`, never `Auto`).
+    pub io: IoMode,
 }
 
 /// State shared by every thread of a run.
-struct Shared {
-    schedule: Schedule,
-    prepared: Vec<Prepared>,
+pub(crate) struct Shared {
+    pub(crate) schedule: Schedule,
+    pub(crate) prepared: Vec<Prepared>,
     /// Cumulative weights for picking a request.
     cumulative_weights: Vec<u64>,
     target: Target,
-    addrs: Vec<std::net::SocketAddr>,
+    pub(crate) addrs: Vec<std::net::SocketAddr>,
     tls: Option<(
         Arc<rustls::ClientConfig>,
         rustls::pki_types::ServerName<'static>,
     )>,
-    timeout: Duration,
-    keepalive: bool,
+    pub(crate) timeout: Duration,
+    pub(crate) keepalive: bool,
     http2: bool,
     trace_propagate: bool,
-    seed: u64,
+    pub(crate) seed: u64,
+    /// Plain HTTP/1.1 over io_uring (else tokio).
+    uring: bool,
     /// Workers alive (connecting, waiting or sending).
     live: AtomicUsize,
     /// Workers spawned that have not yet claimed their first slot.
-    starting: AtomicUsize,
+    pub(crate) starting: AtomicUsize,
     peak_live: AtomicUsize,
     /// Workers that finished pre-connecting before the start.
-    ready: AtomicUsize,
-    gate: watch::Sender<bool>,
+    pub(crate) ready: AtomicUsize,
+    pub(crate) gate: watch::Sender<bool>,
     done_tx: Mutex<mpsc::Sender<()>>,
 }
 
+impl Shared {
+    /// Picks a request of the mix by weight.
+    pub(crate) fn pick_request(&self, rng: &mut fastrand::Rng) -> usize {
+        let weights = &self.cumulative_weights;
+        if weights.len() == 1 {
+            return 0;
+        }
+        let total = *weights.last().expect("at least one request");
+        let r = rng.u64(0..total);
+        weights.partition_point(|&w| w <= r)
+    }
+
+    /// A fresh trace and span id, when propagating trace context.
+    pub(crate) fn trace_ids(&self, rng: &mut fastrand::Rng) -> Option<(u128, u64)> {
+        if !self.trace_propagate {
+            return None;
+        }
+        Some((rng.u128(1..), rng.u64(1..)))
+    }
+
+    /// A worker (connection) is gone; the last one after the schedule ended
+    /// tells the coordinator.
+    pub(crate) fn worker_exited(&self) {
+        let left = self.live.fetch_sub(1, Ordering::AcqRel) - 1;
+        if left == 0 && self.schedule.is_done() {
+            if let Ok(tx) = self.done_tx.lock() {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    /// A connection opened ahead of any request at `now` counts as warmup
+    /// while the measured window has not started (and there is a warmup).
+    pub(crate) fn preconnect_is_warmup(&self, now: u64) -> bool {
+        let schedule = &self.schedule;
+        let warmup = schedule.start_ns() == 0 || now < schedule.measured_start_ns();
+        warmup && schedule.has_warmup()
+    }
+
+    /// The request bytes to send: the prepared ones, or a copy in `scratch`
+    /// with a fresh traceparent patched in.
+    pub(crate) fn request_bytes<'a>(
+        &'a self,
+        request_idx: usize,
+        trace: Option<(u128, u64)>,
+        scratch: &'a mut Vec<u8>,
+    ) -> &'a [u8] {
+        let request = &self.prepared[request_idx];
+        match (trace, request.traceparent_at) {
+            (Some((trace_id, span_id)), Some(at)) => {
+                scratch.clear();
+                scratch.extend_from_slice(&request.h1_bytes);
+                write_traceparent(&mut scratch[at..at + TRACEPARENT_LEN], trace_id, span_id);
+                scratch
+            }
+            _ => &request.h1_bytes,
+        }
+    }
+}
+
 /// Per-thread state the coordinator can see.
-struct ThreadShared {
-    recorder: Mutex<Recorder>,
-    in_flight: AtomicU64,
+pub(crate) struct ThreadShared {
+    pub(crate) recorder: Mutex<Recorder>,
+    pub(crate) in_flight: AtomicU64,
     /// Last time the thread's heartbeat task ran (engine clock).
-    heartbeat_ns: AtomicU64,
+    pub(crate) heartbeat_ns: AtomicU64,
     /// CPU demand of the thread over the last window, in thousandths: time
     /// on a CPU plus time runnable but waiting for one, over wall time
     /// (`/proc/thread-self/schedstat`; 0 where unavailable).
-    demand_permille: AtomicU64,
+    pub(crate) demand_permille: AtomicU64,
     /// Open model: the shortest service time seen so far (ns; `u64::MAX`
     /// before the first response), the target's unloaded speed.
     fastest_service_ns: AtomicU64,
 }
 
-enum Command {
+impl ThreadShared {
+    /// Open model: remembers the fastest successful service time.
+    pub(crate) fn saw_service(&self, service_ns: u64) {
+        let fastest = &self.fastest_service_ns;
+        if service_ns < fastest.load(Ordering::Relaxed) {
+            fastest.fetch_min(service_ns, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A command channel to one runtime thread, and how to wake it.
+struct ThreadTx {
+    tx: tmpsc::UnboundedSender<Command>,
+    /// An io_uring thread sleeps in the kernel, not in tokio: poke it.
+    #[cfg(target_os = "linux")]
+    wake: Option<Arc<crate::uring::Wake>>,
+}
+
+impl ThreadTx {
+    fn send(&self, command: Command) {
+        let _ = self.tx.send(command);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        #[cfg(target_os = "linux")]
+        if let Some(wake) = &self.wake {
+            wake.wake();
+        }
+    }
+}
+
+pub(crate) enum Command {
     /// Start a worker for this lane (its spawn order).
     SpawnWorker(usize),
     Stop,
@@ -230,14 +353,14 @@ const SPAWN_TICK: Duration = Duration::from_millis(1);
 /// The next slot must be this late before the spawner adds a connection.
 const SPAWN_LAG_NS: u64 = 200_000;
 const MAX_SPAWN_PER_TICK: usize = 256;
-const HEARTBEAT_EVERY: Duration = Duration::from_millis(1);
+pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_millis(1);
 /// A thread whose heartbeat is older than this is starved of CPU.
 const HEARTBEAT_STALE_NS: u64 = 3_000_000;
 /// Window over which a thread's CPU demand is measured.
 const DEMAND_WINDOW_NS: u64 = 10_000_000;
 /// A thread that wants a CPU this much of the time (thousandths) is saturated:
 /// the generator, not the target's concurrency, makes slots late.
-const SATURATED_PERMILLE: u64 = 800;
+pub(crate) const SATURATED_PERMILLE: u64 = 800;
 /// The open model keeps at most this many connections per connection that
 /// Little's law asks for at the target's fastest service time...
 const CONNECTIONS_PER_NEEDED: f64 = 32.0;
@@ -296,10 +419,26 @@ pub fn run(
             let (tx, rx) = tmpsc::unbounded_channel();
             let shared = shared.clone();
             let mine = mine.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("chokepoint-{idx}"))
-                .spawn(move || thread_main(shared, mine, rx, idx))?;
-            senders.push(tx);
+            let builder = std::thread::Builder::new().name(format!("chokepoint-{idx}"));
+            #[cfg(target_os = "linux")]
+            if shared.uring {
+                let wake = Arc::new(crate::uring::Wake::new()?);
+                let thread_wake = wake.clone();
+                let handle = builder
+                    .spawn(move || crate::uring::thread_main(shared, mine, rx, thread_wake, idx))?;
+                senders.push(ThreadTx {
+                    tx,
+                    wake: Some(wake),
+                });
+                handles.push(handle);
+                continue;
+            }
+            let handle = builder.spawn(move || thread_main(shared, mine, rx, idx))?;
+            senders.push(ThreadTx {
+                tx,
+                #[cfg(target_os = "linux")]
+                wake: None,
+            });
             handles.push(handle);
         }
         (done_rx, senders, handles)
@@ -344,15 +483,23 @@ pub fn run(
     // worker has subscribed yet (all still pre-connecting when the ready wait
     // ran out), and those workers would then wait for the gate forever.
     shared.gate.send_replace(true);
+    for tx in &senders {
+        tx.wake();
+    }
     let result = coordinator.drive(observer, stop, &done_rx, start_wall);
     for tx in &senders {
-        let _ = tx.send(Command::Shutdown);
+        tx.send(Command::Shutdown);
     }
     for h in handles {
         let _ = h.join();
     }
     Ok(RunResult {
         threads: threads_n,
+        io: if shared.uring {
+            IoMode::Uring
+        } else {
+            IoMode::Epoll
+        },
         dropped: shared.schedule.dropped(),
         peak_connections: shared.peak_live.load(Ordering::Relaxed),
         ..result
@@ -446,6 +593,26 @@ fn prepare(config: RunConfig) -> Result<(Arc<Shared>, usize, usize), EngineError
             config.arrival_phase
         )));
     }
+    let uring = match config.io {
+        IoMode::Epoll => false,
+        _ if config.http2 || config.target.scheme == Scheme::Https => {
+            if config.io == IoMode::Uring {
+                return Err(EngineError::BadConfig(
+                    "--io io_uring serves plain-text HTTP/1.1 only (not TLS or HTTP/2)".into(),
+                ));
+            }
+            false
+        }
+        IoMode::Auto => crate::uring_available().is_ok(),
+        IoMode::Uring => match crate::uring_available() {
+            Ok(()) => true,
+            Err(why) => {
+                return Err(EngineError::BadConfig(format!(
+                    "--io io_uring is not available here: {why}"
+                )))
+            }
+        },
+    };
     let schedule = Schedule::new(config.load, config.limits, config.seed)
         .with_ramp(config.ramp.clone())
         .with_phase(config.arrival_phase);
@@ -461,6 +628,7 @@ fn prepare(config: RunConfig) -> Result<(Arc<Shared>, usize, usize), EngineError
         http2: config.http2,
         trace_propagate: config.trace_propagate,
         seed: config.seed,
+        uring,
         live: AtomicUsize::new(0),
         starting: AtomicUsize::new(0),
         peak_live: AtomicUsize::new(0),
@@ -494,7 +662,7 @@ fn default_threads(load: LoadModel, target_on_loopback: bool) -> usize {
 struct Coordinator<'a> {
     shared: &'a Arc<Shared>,
     threads: &'a [Arc<ThreadShared>],
-    senders: &'a [tmpsc::UnboundedSender<Command>],
+    senders: &'a [ThreadTx],
     next_thread: usize,
     measured: Stats,
     warmup: Stats,
@@ -522,7 +690,7 @@ impl Coordinator<'_> {
         self.next_thread = (self.next_thread + 1) % self.senders.len();
         let lane = self.spawned;
         self.spawned += 1;
-        let _ = self.senders[idx].send(Command::SpawnWorker(lane));
+        self.senders[idx].send(Command::SpawnWorker(lane));
     }
 
     /// The most connections the open model may hold now: `max_connections`,
@@ -682,7 +850,7 @@ impl Coordinator<'_> {
                 stopping = true;
                 schedule.stop();
                 for tx in self.senders {
-                    let _ = tx.send(Command::Stop);
+                    tx.send(Command::Stop);
                 }
             }
             if schedule.is_done() && shared.live.load(Ordering::Acquire) == 0 {
@@ -748,11 +916,12 @@ impl Coordinator<'_> {
             peak_connections: 0,
             threads: 0,
             dropped: 0,
+            io: IoMode::Auto,
         }
     }
 }
 
-fn thread_main(
+pub(crate) fn thread_main(
     shared: Arc<Shared>,
     mine: Arc<ThreadShared>,
     mut commands: tmpsc::UnboundedReceiver<Command>,
@@ -826,7 +995,7 @@ fn thread_main(
 /// A thread's CPU demand (Linux): nanoseconds on a CPU (the thread's CPU
 /// clock) and runnable but waiting for one (`/proc/thread-self/schedstat`),
 /// over wall time, per window.
-struct DemandMeter {
+pub(crate) struct DemandMeter {
     #[cfg(target_os = "linux")]
     file: Option<std::fs::File>,
     window_start_ns: u64,
@@ -834,7 +1003,7 @@ struct DemandMeter {
 }
 
 impl DemandMeter {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut meter = DemandMeter {
             #[cfg(target_os = "linux")]
             file: std::fs::File::open("/proc/thread-self/schedstat").ok(),
@@ -869,7 +1038,7 @@ impl DemandMeter {
 
     /// The demand (thousandths) of the window that ends at `now`, once a
     /// window is complete.
-    fn sample(&mut self, now: u64) -> Option<u64> {
+    pub(crate) fn sample(&mut self, now: u64) -> Option<u64> {
         let wall = now.saturating_sub(self.window_start_ns);
         if wall < DEMAND_WINDOW_NS {
             return None;
@@ -917,25 +1086,14 @@ impl Client {
     async fn send(
         &mut self,
         ctx: &ThreadCtx,
-        request: &Prepared,
+        request_idx: usize,
         trace: Option<(u128, u64)>,
         t: &mut Timings,
     ) -> Result<u16, ErrorKind> {
+        let request = &ctx.shared.prepared[request_idx];
         match self {
             Client::Http1 { conn, scratch } => {
-                let bytes: &[u8] = match (trace, request.traceparent_at) {
-                    (Some((trace_id, span_id)), Some(at)) => {
-                        scratch.clear();
-                        scratch.extend_from_slice(&request.h1_bytes);
-                        write_traceparent(
-                            &mut scratch[at..at + TRACEPARENT_LEN],
-                            trace_id,
-                            span_id,
-                        );
-                        scratch
-                    }
-                    _ => &request.h1_bytes,
-                };
+                let bytes = ctx.shared.request_bytes(request_idx, trace, scratch);
                 for attempt in 0..2 {
                     let c = match conn {
                         Some(c) => c,
@@ -978,7 +1136,7 @@ impl Client {
     }
 }
 
-fn classify(status: u16) -> Result<(), ErrorKind> {
+pub(crate) fn classify(status: u16) -> Result<(), ErrorKind> {
     match status {
         200..=399 => Ok(()),
         400..=499 => Err(ErrorKind::Status4xx),
@@ -989,30 +1147,11 @@ fn classify(status: u16) -> Result<(), ErrorKind> {
 
 impl ThreadCtx {
     fn pick_request(&self) -> usize {
-        let weights = &self.shared.cumulative_weights;
-        if weights.len() == 1 {
-            return 0;
-        }
-        let total = *weights.last().expect("at least one request");
-        let r = self.rng.borrow_mut().u64(0..total);
-        weights.partition_point(|&w| w <= r)
+        self.shared.pick_request(&mut self.rng.borrow_mut())
     }
 
     fn trace_ids(&self) -> Option<(u128, u64)> {
-        if !self.shared.trace_propagate {
-            return None;
-        }
-        let mut rng = self.rng.borrow_mut();
-        Some((rng.u128(1..), rng.u64(1..)))
-    }
-
-    fn worker_exited(&self) {
-        let left = self.shared.live.fetch_sub(1, Ordering::AcqRel) - 1;
-        if left == 0 && self.shared.schedule.is_done() {
-            if let Ok(tx) = self.shared.done_tx.lock() {
-                let _ = tx.send(());
-            }
-        }
+        self.shared.trace_ids(&mut self.rng.borrow_mut())
     }
 }
 
@@ -1035,9 +1174,7 @@ async fn worker(ctx: Rc<ThreadCtx>, lane: usize) {
             .await
             .unwrap_or_default();
         if t.connect_us.is_some() {
-            let schedule = &shared.schedule;
-            let warmup = schedule.start_ns() == 0 || now_ns() < schedule.measured_start_ns();
-            let warmup = warmup && schedule.has_warmup();
+            let warmup = shared.preconnect_is_warmup(now_ns());
             ctx.mine
                 .recorder
                 .lock()
@@ -1070,7 +1207,6 @@ async fn worker(ctx: Rc<ThreadCtx>, lane: usize) {
             sent_ns = now_ns();
         }
         let request_idx = ctx.pick_request();
-        let request = &shared.prepared[request_idx];
         let trace = ctx.trace_ids();
         let mut t = Timings {
             intended_ns: slot.intended_ns,
@@ -1080,7 +1216,7 @@ async fn worker(ctx: Rc<ThreadCtx>, lane: usize) {
         ctx.mine.in_flight.fetch_add(1, Ordering::Relaxed);
         let deadline = t.sent_ns + shared.timeout.as_nanos() as u64;
         let outcome = deadline_slot
-            .run(deadline, client.send(&ctx, request, trace, &mut t))
+            .run(deadline, client.send(&ctx, request_idx, trace, &mut t))
             .await;
         ctx.mine.in_flight.fetch_sub(1, Ordering::Relaxed);
         let result = match outcome {
@@ -1101,11 +1237,7 @@ async fn worker(ctx: Rc<ThreadCtx>, lane: usize) {
             t.first_byte_ns = t.end_ns;
         }
         if open && result.is_ok() {
-            let service = t.end_ns.saturating_sub(t.written_ns);
-            let fastest = &ctx.mine.fastest_service_ns;
-            if service < fastest.load(Ordering::Relaxed) {
-                fastest.fetch_min(service, Ordering::Relaxed);
-            }
+            ctx.mine.saw_service(t.end_ns.saturating_sub(t.written_ns));
         }
         ctx.mine
             .recorder
@@ -1115,7 +1247,7 @@ async fn worker(ctx: Rc<ThreadCtx>, lane: usize) {
             .record(request_idx, &t, result, trace.map(|(id, _)| id));
     }
     drop(client);
-    ctx.worker_exited();
+    ctx.shared.worker_exited();
 }
 
 #[cfg(all(test, target_os = "linux"))]

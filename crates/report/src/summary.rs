@@ -159,6 +159,13 @@ pub struct RunSummary {
     /// TLS certificate verification was off (`--insecure`).
     #[serde(default)]
     pub tls_verification_disabled: bool,
+    /// How the generator did its I/O: `io_uring` or `epoll` (empty in
+    /// summaries from before this field).
+    #[serde(default)]
+    pub io: String,
+    /// Generator threads used.
+    #[serde(default)]
+    pub threads: u64,
     /// Per-request timeout in seconds.
     #[serde(default)]
     pub timeout_s: f64,

@@ -1,0 +1,1270 @@
+//! Plain-text HTTP/1.1 over io_uring: one ring per runtime thread, no tokio.
+//!
+//! Why: on loopback most of a load generator's CPU is the kernel's, and with
+//! epoll every request costs at least two system calls (a `send` and a
+//! `recv`), each a kernel entry that also pays the machine's speculative-
+//! execution mitigations. Here one `io_uring_enter` submits every send that
+//! is due and collects many responses (`docs/performance.md` has the
+//! measurements behind each choice below).
+//!
+//! How, per runtime thread:
+//! - Each connection has one *multishot* `recvmsg` armed for its socket's
+//!   whole life; responses land in a shared ring of provided buffers
+//!   (bounded memory whatever the number of connections) and are read by the
+//!   same [`ResponseReader`] as the tokio path: one parser, one set of framing
+//!   rules. A request is one `send`.
+//! - Response times come from the kernel: `SO_TIMESTAMPNS` stamps each
+//!   arriving segment, so a response that waits in the socket while the
+//!   thread handles others is still timed when it arrived. That lets the
+//!   thread wait for several completions per wake-up without misreading
+//!   latency. Send times are read just before the `io_uring_enter` that
+//!   submits them.
+//! - The loop waits for about half of its requests in flight (at most
+//!   [`MAX_BATCH`]) or the next timer, whichever comes first. Timers (intended
+//!   send times) follow the same coalescing and early wake-up rules as the
+//!   tokio path's [`crate::timer`].
+//! - Request deadlines are scanned every [`crate::deadline::TICK`]; the
+//!   coordinator's commands arrive on the same channel as for tokio threads,
+//!   with an eventfd (read by the ring) to wake a sleeping thread.
+//!
+//! Semantics match the tokio path (`run.rs`): the same schedule claims, the
+//! same timings, error kinds, keep-alive retry of a stale connection, and
+//! preconnect/gate protocol with the coordinator.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use tokio::sync::mpsc as tmpsc;
+
+use crate::clock::{micros_between, now_ns};
+use crate::deadline::TICK;
+use crate::http1::{ExchangeError, Response, ResponseReader, MAX_HEAD};
+use crate::recorder::{ErrorKind, Timings};
+use crate::run::{
+    classify, Command, DemandMeter, Shared, ThreadShared, HEARTBEAT_EVERY, SATURATED_PERMILLE,
+};
+use crate::schedule::{LoadModel, Slot};
+use crate::timer::{BUSY_FIRE_GAP_NS, EARLY_NS, MIN_FIRE_GAP_NS, SPIN_MIN_IDLE_NS};
+
+/// Submission queue entries per ring (a full queue is submitted early).
+const SQ_ENTRIES: u32 = 1024;
+/// Completion queue entries (the kernel keeps overflow, none is lost).
+const CQ_ENTRIES: u32 = 8192;
+/// Provided receive buffers per thread, and their size: 8 MiB per thread
+/// whatever the number of connections.
+const BUF_COUNT: u16 = 1024;
+const BUF_SIZE: usize = 8 * 1024;
+const BUF_GROUP: u16 = 0;
+/// The most completions one wake-up waits for.
+pub(crate) const MAX_BATCH: usize = 32;
+/// Longest sleep in the kernel when nothing else bounds it.
+const MAX_SLEEP_NS: u64 = 100_000_000;
+
+const OP_CONNECT: u64 = 1;
+const OP_SEND: u64 = 2;
+const OP_RECV: u64 = 3;
+const OP_CLOSE: u64 = 4;
+const WAKE_UD: u64 = u64::MAX;
+
+fn user_data(idx: usize, gen: u32, op: u64) -> u64 {
+    (idx as u64) << 32 | u64::from(gen & 0x00ff_ffff) << 8 | op
+}
+
+fn split_user_data(ud: u64) -> (usize, u32, u64) {
+    (
+        (ud >> 32) as usize,
+        ((ud >> 8) & 0x00ff_ffff) as u32,
+        ud & 0xff,
+    )
+}
+
+/// Whether this kernel (and sandbox) offers what the io_uring path needs:
+/// a ring with deferred task work (Linux 6.1, which also brings multishot
+/// `recvmsg`) and a provided-buffer ring. Probed once per process.
+pub(crate) fn available() -> Result<(), String> {
+    static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            let ring = new_ring().map_err(|e| format!("io_uring_setup: {e}"))?;
+            let mut probe = io_uring::Probe::new();
+            ring.submitter()
+                .register_probe(&mut probe)
+                .map_err(|e| format!("io_uring probe: {e}"))?;
+            for (code, name) in [
+                (opcode::RecvMsg::CODE, "recvmsg"),
+                (opcode::Send::CODE, "send"),
+                (opcode::Connect::CODE, "connect"),
+                (opcode::Close::CODE, "close"),
+                (opcode::AsyncCancel::CODE, "cancel"),
+                (opcode::Read::CODE, "read"),
+            ] {
+                if !probe.is_supported(code) {
+                    return Err(format!("io_uring lacks {name}"));
+                }
+            }
+            BufRing::new(&ring, 2, 64)
+                .map(drop)
+                .map_err(|e| format!("io_uring buffer ring: {e}"))
+        })
+        .clone()
+}
+
+fn new_ring() -> io::Result<IoUring> {
+    IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_cqsize(CQ_ENTRIES)
+        .build(SQ_ENTRIES)
+}
+
+/// Wakes an io_uring thread asleep in the kernel (an eventfd its ring reads).
+pub(crate) struct Wake {
+    fd: OwnedFd,
+}
+
+impl Wake {
+    pub(crate) fn new() -> io::Result<Self> {
+        // SAFETY: plain syscall; the descriptor is owned below.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor nothing else owns.
+        Ok(Wake {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Makes the thread's ring see a completion.
+    pub(crate) fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a local to an eventfd we own. A full
+        // counter (EAGAIN) already means "awake"; nothing to handle.
+        unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+}
+
+/// The ring of provided buffers multishot receives take from.
+struct BufRing {
+    entries: *mut types::BufRingEntry,
+    layout: std::alloc::Layout,
+    count: u16,
+    size: usize,
+    bufs: Vec<u8>,
+    tail: u16,
+}
+
+impl BufRing {
+    fn new(ring: &IoUring, count: u16, size: usize) -> io::Result<Self> {
+        let layout = std::alloc::Layout::from_size_align(
+            usize::from(count) * std::mem::size_of::<types::BufRingEntry>(),
+            4096,
+        )
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: a non-zero layout; freed in Drop with the same layout.
+        let entries = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<types::BufRingEntry>();
+        if entries.is_null() {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
+        let mut this = BufRing {
+            entries,
+            layout,
+            count,
+            size,
+            bufs: vec![0; usize::from(count) * size],
+            tail: 0,
+        };
+        // SAFETY: page-aligned memory for `count` entries that outlives the
+        // registration (unregistered when the ring is dropped, before us).
+        unsafe {
+            ring.submitter()
+                .register_buf_ring_with_flags(entries as u64, count, BUF_GROUP, 0)?;
+        }
+        for bid in 0..count {
+            this.recycle(bid);
+        }
+        this.publish();
+        Ok(this)
+    }
+
+    /// Gives buffer `bid` back to the kernel (visible after [`Self::publish`]).
+    fn recycle(&mut self, bid: u16) {
+        let idx = self.tail & (self.count - 1);
+        // SAFETY: `idx` < count; the buffer address is inside `bufs`.
+        unsafe {
+            let entry = &mut *self.entries.add(usize::from(idx));
+            entry.set_addr(self.bufs.as_mut_ptr().add(usize::from(bid) * self.size) as u64);
+            entry.set_len(self.size as u32);
+            entry.set_bid(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish(&self) {
+        // SAFETY: the tail field of the registered ring, shared with the kernel.
+        unsafe {
+            let tail = types::BufRingEntry::tail(self.entries).cast::<AtomicU16>();
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+
+    /// The first `len` bytes of buffer `bid`, with a lifetime not tied to
+    /// `self`: the caller must not recycle the buffer while it holds them.
+    fn data<'a>(&self, bid: u16, len: usize) -> &'a [u8] {
+        let len = len.min(self.size);
+        // SAFETY: inside `bufs`, which lives as long as the driver; the kernel
+        // does not write a buffer it handed out until it is recycled.
+        unsafe {
+            std::slice::from_raw_parts(self.bufs.as_ptr().add(usize::from(bid) * self.size), len)
+        }
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { std::alloc::dealloc(self.entries.cast(), self.layout) };
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Connecting before any slot was claimed.
+    Preconnecting,
+    /// Waiting for the coordinator's start gate.
+    Gated,
+    /// Holding a claimed slot until its intended time.
+    Waiting,
+    /// Connecting to send the claimed request.
+    Connecting,
+    /// Request sent, response being read.
+    Busy,
+    /// The worker is gone; its memory is freed once no operation names it.
+    Exited,
+}
+
+/// One connection (a worker of the tokio path) and its request in progress.
+struct Conn {
+    lane: usize,
+    state: State,
+    /// Bumped for every new socket: completions of an older one are ignored.
+    gen: u32,
+    fd: RawFd,
+    /// Operations in flight that name this connection.
+    ops: u32,
+    recv_armed: bool,
+    connect_pending: bool,
+    /// Claimed a first slot (the coordinator counts workers still starting).
+    started: bool,
+    addr_idx: usize,
+    sockaddr: libc::sockaddr_storage,
+    socklen: libc::socklen_t,
+    connect_started_ns: u64,
+    slot: Slot,
+    request_idx: usize,
+    trace: Option<(u128, u64)>,
+    t: Timings,
+    reader: ResponseReader,
+    /// Bytes of an incomplete head (or that came with no request out).
+    carry: Vec<u8>,
+    /// Exchanges on the current socket.
+    exchanges: u64,
+    attempt: u8,
+    deadline_ns: u64,
+    scratch: Vec<u8>,
+}
+
+impl Conn {
+    fn new(lane: usize) -> Self {
+        Conn {
+            lane,
+            state: State::Gated,
+            gen: 0,
+            fd: -1,
+            ops: 0,
+            recv_armed: false,
+            connect_pending: false,
+            started: false,
+            addr_idx: 0,
+            // SAFETY: all-zero is a valid sockaddr_storage.
+            sockaddr: unsafe { std::mem::zeroed() },
+            socklen: 0,
+            connect_started_ns: 0,
+            slot: Slot {
+                intended_ns: 0,
+                warmup: false,
+            },
+            request_idx: 0,
+            trace: None,
+            t: Timings::default(),
+            reader: ResponseReader::new(false),
+            carry: Vec::new(),
+            exchanges: 0,
+            attempt: 0,
+            deadline_ns: u64::MAX,
+            scratch: Vec::new(),
+        }
+    }
+}
+
+/// How a request ended, for [`Driver::finish`].
+enum Outcome {
+    Response(Response),
+    Failed(ErrorKind),
+}
+
+/// Runs one runtime thread on io_uring. Falls back to the tokio thread when
+/// the ring cannot be set up after all.
+pub(crate) fn thread_main(
+    shared: Arc<Shared>,
+    mine: Arc<ThreadShared>,
+    commands: tmpsc::UnboundedReceiver<Command>,
+    wake: Arc<Wake>,
+    idx: usize,
+) {
+    let driver = match Driver::new(shared.clone(), mine.clone(), &wake, idx) {
+        Ok(d) => d,
+        Err(_) => return crate::run::thread_main(shared, mine, commands, idx),
+    };
+    driver.run(commands);
+}
+
+struct Driver {
+    shared: Arc<Shared>,
+    mine: Arc<ThreadShared>,
+    ring: IoUring,
+    bufs: BufRing,
+    /// The template multishot `recvmsg` reads (name and control lengths).
+    msghdr: Box<libc::msghdr>,
+    wake_fd: RawFd,
+    wake_buf: Box<u64>,
+    conns: Vec<Option<Box<Conn>>>,
+    free: Vec<usize>,
+    /// Connections holding a slot, by intended time.
+    waiting: BinaryHeap<Reverse<(u64, usize)>>,
+    gated: Vec<usize>,
+    /// Connections whose send was queued since the last submit: their send
+    /// time is read just before it.
+    to_stamp: Vec<usize>,
+    /// Requests in flight on this thread.
+    busy: usize,
+    gate_open: bool,
+    stopping: bool,
+    open_model: bool,
+    rng: fastrand::Rng,
+    /// When timers last fired, and the least gap between two fire wake-ups.
+    fired_ns: u64,
+    gap_ns: u64,
+    next_scan_ns: u64,
+    next_beat_ns: u64,
+    demand: Option<DemandMeter>,
+    /// CLOCK_REALTIME minus the engine clock, read at each wake-up (kernel
+    /// receive stamps are on the real-time clock).
+    real_offset: i64,
+    /// When the last wait returned.
+    woke_ns: u64,
+    ops_total: u64,
+    cqes: Vec<(u64, i32, u32)>,
+}
+
+impl Driver {
+    fn new(
+        shared: Arc<Shared>,
+        mine: Arc<ThreadShared>,
+        wake: &Wake,
+        idx: usize,
+    ) -> io::Result<Self> {
+        let ring = new_ring()?;
+        let bufs = BufRing::new(&ring, BUF_COUNT, BUF_SIZE)?;
+        // SAFETY: all-zero is a valid msghdr; only the lengths are read.
+        let mut msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
+        // SAFETY: pure arithmetic.
+        msghdr.msg_controllen =
+            unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::timespec>() as u32) } as _;
+        // The kernel's hrtimers would otherwise round our waits up by the
+        // default 50 us of slack.
+        // SAFETY: prctl on the calling thread only.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0u64, 0u64, 0u64) };
+        let open_model = matches!(shared.schedule.model(), LoadModel::Open { .. });
+        let now = now_ns();
+        let mut driver = Driver {
+            rng: fastrand::Rng::with_seed(
+                shared.seed ^ (idx as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            ),
+            shared,
+            mine,
+            ring,
+            bufs,
+            msghdr,
+            wake_fd: wake.fd.as_raw_fd(),
+            wake_buf: Box::new(0),
+            conns: Vec::new(),
+            free: Vec::new(),
+            waiting: BinaryHeap::new(),
+            gated: Vec::new(),
+            to_stamp: Vec::new(),
+            busy: 0,
+            gate_open: false,
+            stopping: false,
+            open_model,
+            fired_ns: 0,
+            gap_ns: MIN_FIRE_GAP_NS,
+            next_scan_ns: now + TICK.as_nanos() as u64,
+            next_beat_ns: now,
+            demand: open_model.then(DemandMeter::new),
+            real_offset: 0,
+            woke_ns: now,
+            ops_total: 0,
+            cqes: Vec::with_capacity(CQ_ENTRIES as usize),
+        };
+        driver.arm_wake();
+        Ok(driver)
+    }
+
+    fn run(mut self, mut commands: tmpsc::UnboundedReceiver<Command>) {
+        'outer: loop {
+            loop {
+                match commands.try_recv() {
+                    Ok(Command::SpawnWorker(lane)) => self.spawn(lane),
+                    Ok(Command::Stop) => self.stop(),
+                    Ok(Command::Shutdown) | Err(tmpsc::error::TryRecvError::Disconnected) => {
+                        break 'outer
+                    }
+                    Err(tmpsc::error::TryRecvError::Empty) => break,
+                }
+            }
+            let mut now = now_ns();
+            if !self.gate_open && *self.shared.gate.borrow() {
+                self.gate_open = true;
+                for idx in std::mem::take(&mut self.gated) {
+                    self.claim(idx, now);
+                }
+            }
+            now = self.fire_timers(now);
+            if now >= self.next_scan_ns {
+                self.next_scan_ns = now + TICK.as_nanos() as u64;
+                self.scan_deadlines(now);
+            }
+            if self.open_model && now >= self.next_beat_ns {
+                self.next_beat_ns = now + HEARTBEAT_EVERY.as_nanos() as u64;
+                self.mine.heartbeat_ns.store(now, Ordering::Relaxed);
+                if let Some(permille) = self.demand.as_mut().and_then(|d| d.sample(now)) {
+                    self.mine.demand_permille.store(permille, Ordering::Relaxed);
+                    self.gap_ns = if permille >= SATURATED_PERMILLE {
+                        BUSY_FIRE_GAP_NS
+                    } else {
+                        MIN_FIRE_GAP_NS
+                    };
+                }
+            }
+            self.submit_and_wait(now);
+            self.complete();
+        }
+        self.shutdown();
+    }
+
+    // ---- the wait ----
+
+    /// When the loop must be awake again for timers, deadlines and heartbeats.
+    fn wake_at(&self, now: u64) -> u64 {
+        let mut at = now + MAX_SLEEP_NS;
+        if let Some(Reverse((first, _))) = self.waiting.peek() {
+            let mut arm = (*first).max(self.fired_ns + self.gap_ns);
+            if arm.saturating_sub(self.fired_ns) >= SPIN_MIN_IDLE_NS {
+                // Idle: wake early and spin the rest (wake-up latency).
+                arm = arm.saturating_sub(EARLY_NS);
+            }
+            at = at.min(arm);
+        }
+        if self.busy > 0 || self.ops_total > 0 {
+            at = at.min(self.next_scan_ns);
+        }
+        if self.open_model {
+            at = at.min(self.next_beat_ns);
+        }
+        if !self.gate_open && !self.gated.is_empty() {
+            // The gate is a tokio watch: look again soon.
+            at = at.min(now + 1_000_000);
+        }
+        at
+    }
+
+    fn submit_and_wait(&mut self, now: u64) {
+        let stamp = now_ns();
+        for idx in std::mem::take(&mut self.to_stamp) {
+            if let Some(c) = self.conns[idx].as_deref_mut() {
+                if c.t.connect_us.is_none() && c.attempt == 0 {
+                    c.t.sent_ns = stamp;
+                    c.deadline_ns = stamp + self.shared.timeout.as_nanos() as u64;
+                }
+                c.t.written_ns = stamp;
+            }
+        }
+        let at = self.wake_at(now);
+        let want = if at <= stamp {
+            0
+        } else {
+            (self.busy / 2).clamp(1, MAX_BATCH)
+        };
+        let wait_ns = at.saturating_sub(stamp);
+        let ts = types::Timespec::new()
+            .sec(wait_ns / 1_000_000_000)
+            .nsec((wait_ns % 1_000_000_000) as u32);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        let result = if want == 0 {
+            self.ring.submitter().submit_with_args(0, &args)
+        } else {
+            self.ring.submitter().submit_with_args(want, &args)
+        };
+        match result {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) => {}
+            Err(_) => {
+                // Nothing sensible to do but not spin: the next wait retries.
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Queues an entry, submitting first when the queue is full.
+    fn push(&mut self, entry: &squeue::Entry) {
+        self.ops_total += 1;
+        loop {
+            // SAFETY: every entry's buffers (request bytes, sockaddr, msghdr,
+            // eventfd buffer) stay valid until its completion, by the `ops`
+            // accounting that keeps connections alive until then.
+            if unsafe { self.ring.submission().push(entry) }.is_ok() {
+                return;
+            }
+            let _ = self.ring.submit();
+        }
+    }
+
+    fn arm_wake(&mut self) {
+        let read = opcode::Read::new(
+            types::Fd(self.wake_fd),
+            (&mut *self.wake_buf as *mut u64).cast(),
+            8,
+        )
+        .build()
+        .user_data(WAKE_UD);
+        self.push(&read);
+    }
+
+    // ---- completions ----
+
+    fn complete(&mut self) {
+        let real = realtime_ns();
+        self.woke_ns = now_ns();
+        self.real_offset = real as i64 - self.woke_ns as i64;
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.extend(
+            self.ring
+                .completion()
+                .map(|c| (c.user_data(), c.result(), c.flags())),
+        );
+        for &(ud, res, flags) in &cqes {
+            if ud == WAKE_UD {
+                self.ops_total -= 1;
+                self.arm_wake();
+                continue;
+            }
+            let (idx, gen, op) = split_user_data(ud);
+            let final_cqe = op != OP_RECV || !cqueue::more(flags);
+            if final_cqe {
+                self.ops_total -= 1;
+            }
+            let Some(c) = self.conns.get_mut(idx).and_then(|c| c.as_deref_mut()) else {
+                continue;
+            };
+            if final_cqe {
+                c.ops -= 1;
+            }
+            let current = gen == (c.gen & 0x00ff_ffff) && c.state != State::Exited;
+            match op {
+                OP_RECV => {
+                    let bid = cqueue::buffer_select(flags);
+                    if current {
+                        if final_cqe {
+                            c.recv_armed = false;
+                        }
+                        self.on_recv(idx, res, bid);
+                    }
+                    if let Some(bid) = bid {
+                        self.bufs.recycle(bid);
+                    }
+                }
+                OP_CONNECT if current => self.on_connect(idx, res),
+                OP_SEND if current && res < 0 => self.on_send_error(idx, -res),
+                _ => {}
+            }
+            self.maybe_free(idx);
+        }
+        cqes.clear();
+        self.cqes = cqes;
+        self.bufs.publish();
+    }
+
+    fn on_recv(&mut self, idx: usize, res: i32, bid: Option<u16>) {
+        let Some(c) = self.conns[idx].as_deref_mut() else {
+            return;
+        };
+        if res == -libc::ENOBUFS {
+            // Buffers ran out before this batch was handled: arm again (the
+            // data waits in the socket).
+            if !c.recv_armed && c.fd >= 0 {
+                self.arm_recv(idx);
+            }
+            return;
+        }
+        if res < 0 {
+            let closed = matches!(-res, libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED);
+            self.on_read_end(idx, Some(closed));
+            return;
+        }
+        let (Some(bid), true) = (bid, res > 0) else {
+            self.on_read_end(idx, None);
+            return;
+        };
+        let buffer = self.bufs.data(bid, res as usize);
+        let Ok(out) = types::RecvMsgOut::parse(buffer, &self.msghdr) else {
+            self.fail(idx, ExchangeError::Failed(ErrorKind::Io));
+            return;
+        };
+        let stamp = self.kernel_stamp(out.control_data(), self.woke_ns);
+        let payload = out.payload_data();
+        self.on_data(idx, payload, stamp);
+        let c = self.conns[idx].as_deref_mut().expect("live connection");
+        if !c.recv_armed && c.fd >= 0 && c.state != State::Exited {
+            self.arm_recv(idx);
+        }
+    }
+
+    /// The receive time the kernel stamped (`SO_TIMESTAMPNS`), on the engine
+    /// clock; now when there is none (the kernel turns stamping on a moment
+    /// after the first socket asks for it).
+    fn kernel_stamp(&self, control: &[u8], now: u64) -> u64 {
+        let header = std::mem::size_of::<libc::cmsghdr>();
+        let spec = std::mem::size_of::<libc::timespec>();
+        if control.len() < header + spec {
+            return now;
+        }
+        // SAFETY: `control` holds at least a cmsghdr and a timespec (checked).
+        let (cmsg, ts) = unsafe {
+            (
+                control.as_ptr().cast::<libc::cmsghdr>().read_unaligned(),
+                control
+                    .as_ptr()
+                    .add(header)
+                    .cast::<libc::timespec>()
+                    .read_unaligned(),
+            )
+        };
+        if cmsg.cmsg_level != libc::SOL_SOCKET || cmsg.cmsg_type != libc::SCM_TIMESTAMPNS {
+            return now;
+        }
+        let real = ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64;
+        let stamp = real - self.real_offset;
+        // Never in the future (the two clocks are read a moment apart).
+        (stamp.max(0) as u64).min(now)
+    }
+
+    fn on_data(&mut self, idx: usize, payload: &[u8], stamp: u64) {
+        let c = self.conns[idx].as_deref_mut().expect("live connection");
+        if c.state != State::Busy {
+            // Bytes with no request out: kept as the tokio path keeps them in
+            // its buffer (the next response starts with them), within bounds.
+            if c.carry.len() + payload.len() > MAX_HEAD {
+                self.close_socket(idx);
+            } else {
+                c.carry.extend_from_slice(payload);
+            }
+            return;
+        }
+        if c.t.first_byte_ns == 0 {
+            c.t.first_byte_ns = stamp;
+        }
+        let fed = if c.carry.is_empty() {
+            c.reader.feed(payload, &mut c.t).map(|(used, done)| {
+                if used < payload.len() {
+                    c.carry.extend_from_slice(&payload[used..]);
+                }
+                done
+            })
+        } else {
+            c.carry.extend_from_slice(payload);
+            c.reader.feed(&c.carry, &mut c.t).map(|(used, done)| {
+                c.carry.drain(..used);
+                done
+            })
+        };
+        if c.carry.is_empty() && c.carry.capacity() > BUF_SIZE {
+            c.carry = Vec::new();
+        }
+        match fed {
+            Ok(Some(response)) => {
+                c.t.end_ns = stamp;
+                self.finish(idx, Outcome::Response(response));
+            }
+            Ok(None) if c.reader.in_head() && c.carry.len() >= MAX_HEAD => {
+                self.fail(idx, ExchangeError::Failed(ErrorKind::Protocol));
+            }
+            Ok(None) => {}
+            Err(e) => self.fail(idx, e),
+        }
+    }
+
+    /// The receive ended: end of stream (`closed` None) or an error.
+    fn on_read_end(&mut self, idx: usize, error_closed: Option<bool>) {
+        let c = self.conns[idx].as_deref_mut().expect("live connection");
+        if c.state != State::Busy {
+            // The server closed an idle connection: the next request reconnects.
+            self.close_socket(idx);
+            return;
+        }
+        let reused = c.exchanges > 1;
+        let outcome = match error_closed {
+            None => c.reader.eof(reused),
+            Some(closed) => Err(c.reader.read_error(reused, closed)),
+        };
+        match outcome {
+            Ok(response) => {
+                c.t.end_ns = now_ns();
+                self.close_socket(idx);
+                self.finish(idx, Outcome::Response(response));
+            }
+            Err(e) => self.fail(idx, e),
+        }
+    }
+
+    fn on_send_error(&mut self, idx: usize, errno: i32) {
+        let c = self.conns[idx].as_deref_mut().expect("live connection");
+        if c.state != State::Busy {
+            return;
+        }
+        let closed = matches!(errno, libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED);
+        let error = if c.exchanges > 1 && closed {
+            ExchangeError::Stale
+        } else {
+            ExchangeError::Failed(ErrorKind::Io)
+        };
+        self.fail(idx, error);
+    }
+
+    fn on_connect(&mut self, idx: usize, res: i32) {
+        let now = now_ns();
+        let c = self.conns[idx].as_deref_mut().expect("live connection");
+        c.connect_pending = false;
+        if res < 0 {
+            // SAFETY: our own descriptor; no operation is armed on it.
+            unsafe { libc::close(c.fd) };
+            c.fd = -1;
+            c.gen = c.gen.wrapping_add(1);
+            c.addr_idx += 1;
+            if c.addr_idx < self.shared.addrs.len() {
+                self.start_connect(idx);
+                return;
+            }
+            c.addr_idx = 0;
+            match c.state {
+                State::Preconnecting => self.after_preconnect(idx, now),
+                _ => self.finish(idx, Outcome::Failed(ErrorKind::Connect)),
+            }
+            return;
+        }
+        c.addr_idx = 0;
+        let on: libc::c_int = 1;
+        for (level, name) in [
+            (libc::IPPROTO_TCP, libc::TCP_NODELAY),
+            (libc::SOL_SOCKET, libc::SO_TIMESTAMPNS),
+        ] {
+            // SAFETY: setsockopt on our socket with a valid int.
+            unsafe {
+                libc::setsockopt(
+                    c.fd,
+                    level,
+                    name,
+                    (&on as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+        }
+        let connect_us = micros_between(c.connect_started_ns, now);
+        let preconnect = c.state == State::Preconnecting;
+        self.arm_recv(idx);
+        let c = self.conns[idx].as_deref_mut().expect("live connection");
+        if preconnect {
+            let t = Timings {
+                connect_us: Some(connect_us),
+                ..Timings::default()
+            };
+            let warmup = self.shared.preconnect_is_warmup(now);
+            self.mine
+                .recorder
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .phase(warmup)
+                .record_connection(&t);
+            self.after_preconnect(idx, now);
+        } else {
+            c.t.connect_us = Some(connect_us);
+            self.push_send(idx);
+        }
+    }
+
+    // ---- connection life ----
+
+    fn spawn(&mut self, lane: usize) {
+        let conn = Box::new(Conn::new(lane));
+        let idx = match self.free.pop() {
+            Some(idx) => {
+                self.conns[idx] = Some(conn);
+                idx
+            }
+            None => {
+                self.conns.push(Some(conn));
+                self.conns.len() - 1
+            }
+        };
+        if self.shared.keepalive && self.shared.schedule.lane_starts_active(lane) {
+            let c = self.conns[idx].as_deref_mut().expect("just made");
+            c.state = State::Preconnecting;
+            // Bounded like the tokio path's preconnect: a server that accepts
+            // nothing must not hold the worker, and so the run, forever.
+            c.deadline_ns = now_ns() + self.shared.timeout.as_nanos() as u64;
+            self.start_connect(idx);
+        } else {
+            self.after_preconnect(idx, now_ns());
+        }
+    }
+
+    fn after_preconnect(&mut self, idx: usize, now: u64) {
+        let c = self.conns[idx].as_deref_mut().expect("live connection");
+        c.deadline_ns = u64::MAX;
+        if self.gate_open || *self.shared.gate.borrow() {
+            self.gate_open = true;
+            self.claim(idx, now);
+        } else {
+            c.state = State::Gated;
+            self.shared.ready.fetch_add(1, Ordering::AcqRel);
+            self.gated.push(idx);
+        }
+    }
+
+    /// Claims the connection's next slot: sends now, waits for its time, or
+    /// exits when the schedule is over.
+    fn claim(&mut self, idx: usize, now: u64) {
+        let c = self.conns[idx].as_deref_mut().expect("live connection");
+        let slot = if self.stopping {
+            None
+        } else {
+            self.shared.schedule.next_lane(c.lane, now)
+        };
+        if !c.started {
+            c.started = true;
+            self.shared.starting.fetch_sub(1, Ordering::AcqRel);
+        }
+        let Some(slot) = slot else {
+            self.exit(idx);
+            return;
+        };
+        c.slot = slot;
+        if slot.intended_ns > now {
+            c.state = State::Waiting;
+            self.waiting.push(Reverse((slot.intended_ns, idx)));
+        } else {
+            self.start_request(idx, now);
+        }
+    }
+
+    /// Sends every waiting request whose time has come (spinning to one
+    /// that is due within [`EARLY_NS`] after an early wake-up); returns the clock.
+    fn fire_timers(&mut self, mut now: u64) -> u64 {
+        let Some(&Reverse((first, _))) = self.waiting.peek() else {
+            return now;
+        };
+        if first > now {
+            // Spin only to a deadline the loop woke early for (idle timer).
+            if first - now > EARLY_NS || first - self.fired_ns < SPIN_MIN_IDLE_NS {
+                return now;
+            }
+            while now < first {
+                std::hint::spin_loop();
+                now = now_ns();
+            }
+        }
+        self.fired_ns = now;
+        while let Some(&Reverse((due, idx))) = self.waiting.peek() {
+            if due > now {
+                break;
+            }
+            self.waiting.pop();
+            if self.conns[idx]
+                .as_deref()
+                .is_some_and(|c| c.state == State::Waiting)
+            {
+                self.start_request(idx, now);
+            }
+        }
+        now
+    }
+
+    fn start_request(&mut self, idx: usize, now: u64) {
+        let request_idx = self.shared.pick_request(&mut self.rng);
+        let trace = self.shared.trace_ids(&mut self.rng);
+        let c = self.conns[idx].as_deref_mut().expect("live connection");
+        c.request_idx = request_idx;
+        c.trace = trace;
+        c.t = Timings {
+            intended_ns: c.slot.intended_ns,
+            sent_ns: now,
+            ..Timings::default()
+        };
+        c.attempt = 0;
+        c.deadline_ns = now + self.shared.timeout.as_nanos() as u64;
+        self.busy += 1;
+        self.mine.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.begin_attempt(idx);
+    }
+
+    fn begin_attempt(&mut self, idx: usize) {
+        let c = self.conns[idx].as_deref_mut().expect("live connection");
+        if c.fd < 0 {
+            c.state = State::Connecting;
+            self.start_connect(idx);
+        } else {
+            self.push_send(idx);
+        }
+    }
+
+    fn start_connect(&mut self, idx: usize) {
+        let addr = self.shared.addrs[self.conns[idx].as_deref().expect("live").addr_idx];
+        let c = self.conns[idx].as_deref_mut().expect("live connection");
+        let family = if addr.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        };
+        // SAFETY: plain syscall.
+        let fd = unsafe {
+            libc::socket(
+                family,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        c.connect_started_ns = now_ns();
+        if fd < 0 {
+            // Out of descriptors, most likely: a connect error like any other.
+            c.addr_idx = 0;
+            match c.state {
+                State::Preconnecting => self.after_preconnect(idx, now_ns()),
+                _ => self.finish(idx, Outcome::Failed(ErrorKind::Connect)),
+            }
+            return;
+        }
+        c.gen = c.gen.wrapping_add(1);
+        c.fd = fd;
+        c.exchanges = 0;
+        c.carry.clear();
+        c.socklen = write_sockaddr(&addr, &mut c.sockaddr);
+        c.connect_pending = true;
+        c.ops += 1;
+        let entry = opcode::Connect::new(
+            types::Fd(fd),
+            (&c.sockaddr as *const libc::sockaddr_storage).cast(),
+            c.socklen,
+        )
+        .build()
+        .user_data(user_data(idx, c.gen, OP_CONNECT));
+        self.push(&entry);
+    }
+
+    fn arm_recv(&mut self, idx: usize) {
+        let c = self.conns[idx].as_deref_mut().expect("live connection");
+        c.recv_armed = true;
+        c.ops += 1;
+        let entry = opcode::RecvMsgMulti::new(types::Fd(c.fd), &*self.msghdr, BUF_GROUP)
+            .build()
+            .user_data(user_data(idx, c.gen, OP_RECV));
+        self.push(&entry);
+    }
+
+    fn push_send(&mut self, idx: usize) {
+        let c = self.conns[idx].as_deref_mut().expect("live connection");
+        let is_head = self.shared.prepared[c.request_idx].is_head;
+        let bytes = self
+            .shared
+            .request_bytes(c.request_idx, c.trace, &mut c.scratch);
+        let (ptr, len) = (bytes.as_ptr(), bytes.len());
+        c.state = State::Busy;
+        c.reader = ResponseReader::new(is_head);
+        c.exchanges += 1;
+        c.t.bytes_sent += len as u64;
+        c.ops += 1;
+        let entry = opcode::Send::new(types::Fd(c.fd), ptr, len as u32)
+            .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
+            .build()
+            .user_data(user_data(idx, c.gen, OP_SEND));
+        let leftover = !c.carry.is_empty();
+        self.push(&entry);
+        self.to_stamp.push(idx);
+        if leftover {
+            // Bytes that came before the request: the response starts with them.
+            self.on_data(idx, &[], now_ns());
+        }
+    }
+
+    /// Closes the connection's socket: its operations are cancelled and end
+    /// with completions that the generation bump makes ignored.
+    fn close_socket(&mut self, idx: usize) {
+        let c = self.conns[idx].as_deref_mut().expect("live connection");
+        if c.fd < 0 {
+            return;
+        }
+        let fd = c.fd;
+        c.fd = -1;
+        let gen = c.gen;
+        c.gen = c.gen.wrapping_add(1);
+        c.recv_armed = false;
+        c.connect_pending = false;
+        c.carry.clear();
+        c.exchanges = 0;
+        c.ops += 2;
+        // Cancel everything on the descriptor, then close it: hard-linked so
+        // the close runs even when there was nothing to cancel.
+        let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
+            .build()
+            .flags(squeue::Flags::IO_HARDLINK)
+            .user_data(user_data(idx, gen, OP_CLOSE));
+        let close = opcode::Close::new(types::Fd(fd))
+            .build()
+            .user_data(user_data(idx, gen, OP_CLOSE));
+        self.push(&cancel);
+        self.push(&close);
+    }
+
+    /// A failed attempt: retried once on a new connection when a reused one
+    /// turned out closed (the keep-alive race), else the request failed.
+    fn fail(&mut self, idx: usize, error: ExchangeError) {
+        self.close_socket(idx);
+        let c = self.conns[idx].as_deref_mut().expect("live connection");
+        match error {
+            ExchangeError::Stale if c.attempt == 0 => {
+                c.attempt = 1;
+                c.t.first_byte_ns = 0;
+                c.t.bytes_received = 0;
+                self.begin_attempt(idx);
+            }
+            ExchangeError::Stale => self.finish(idx, Outcome::Failed(ErrorKind::Io)),
+            ExchangeError::Failed(kind) => self.finish(idx, Outcome::Failed(kind)),
+        }
+    }
+
+    /// Records a finished request and claims the next slot.
+    fn finish(&mut self, idx: usize, outcome: Outcome) {
+        let now = now_ns();
+        let keepalive = self.shared.keepalive;
+        let c = self.conns[idx].as_deref_mut().expect("live connection");
+        self.busy -= 1;
+        self.mine.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let (result, close) = match outcome {
+            Outcome::Response(r) => (classify(r.status), !r.reusable || !keepalive),
+            Outcome::Failed(kind) => (Err(kind), true),
+        };
+        let t = &mut c.t;
+        if t.end_ns == 0 {
+            t.end_ns = now;
+        }
+        if t.written_ns == 0 {
+            t.written_ns = t.sent_ns;
+        }
+        if t.first_byte_ns == 0 {
+            t.first_byte_ns = t.end_ns;
+        }
+        if self.open_model && result.is_ok() {
+            self.mine.saw_service(t.end_ns.saturating_sub(t.written_ns));
+        }
+        self.mine
+            .recorder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .phase(c.slot.warmup)
+            .record(c.request_idx, t, result, c.trace.map(|(id, _)| id));
+        c.state = State::Gated;
+        c.deadline_ns = u64::MAX;
+        if close {
+            self.close_socket(idx);
+        }
+        self.claim(idx, now);
+    }
+
+    fn exit(&mut self, idx: usize) {
+        self.close_socket(idx);
+        let c = self.conns[idx].as_deref_mut().expect("live connection");
+        c.state = State::Exited;
+        self.shared.worker_exited();
+        self.maybe_free(idx);
+    }
+
+    fn maybe_free(&mut self, idx: usize) {
+        if self.conns[idx]
+            .as_deref()
+            .is_some_and(|c| c.state == State::Exited && c.ops == 0)
+        {
+            self.conns[idx] = None;
+            self.free.push(idx);
+        }
+    }
+
+    /// Times out requests (and preconnects) past their deadline.
+    fn scan_deadlines(&mut self, now: u64) {
+        for idx in 0..self.conns.len() {
+            let Some(c) = self.conns[idx].as_deref() else {
+                continue;
+            };
+            if c.deadline_ns > now {
+                continue;
+            }
+            match c.state {
+                State::Preconnecting => {
+                    self.close_socket(idx);
+                    self.after_preconnect(idx, now);
+                }
+                State::Connecting | State::Busy => {
+                    self.close_socket(idx);
+                    self.finish(idx, Outcome::Failed(ErrorKind::Timeout));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        self.stopping = true;
+        while let Some(Reverse((_, idx))) = self.waiting.pop() {
+            if self.conns[idx]
+                .as_deref()
+                .is_some_and(|c| c.state == State::Waiting)
+            {
+                self.exit(idx);
+            }
+        }
+    }
+
+    /// Closes every socket and waits (boundedly) for the kernel to finish
+    /// with our memory; what it still holds after that is leaked, never freed
+    /// under it.
+    fn shutdown(mut self) {
+        for idx in 0..self.conns.len() {
+            if self.conns[idx].is_some() {
+                self.close_socket(idx);
+            }
+        }
+        let cancel_wake = opcode::AsyncCancel::new(WAKE_UD).build().user_data(0);
+        // SAFETY: a cancel names no memory.
+        let _ = unsafe { self.ring.submission().push(&cancel_wake) };
+        let deadline = now_ns() + 2_000_000_000;
+        while self.ops_total > 0 && now_ns() < deadline {
+            let ts = types::Timespec::new().nsec(10_000_000);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            let _ = self.ring.submitter().submit_with_args(1, &args);
+            for cqe in self.ring.completion() {
+                let ud = cqe.user_data();
+                if ud == 0 {
+                    continue;
+                }
+                let (_, _, op) = split_user_data(ud);
+                if ud == WAKE_UD || op != OP_RECV || !cqueue::more(cqe.flags()) {
+                    self.ops_total -= 1;
+                }
+            }
+        }
+        if self.ops_total > 0 {
+            // The kernel may still write into these: leak them rather than free.
+            std::mem::forget(self.bufs);
+            std::mem::forget(self.conns);
+            std::mem::forget(self.wake_buf);
+            std::mem::forget(self.msghdr);
+            std::mem::forget(self.shared);
+        }
+    }
+}
+
+fn realtime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Writes `addr` as a C socket address; returns its length.
+fn write_sockaddr(addr: &SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
+            let sin =
+                unsafe { &mut *(out as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr = libc::in_addr {
+                s_addr: u32::from_ne_bytes(a.ip().octets()),
+            };
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
+            let sin6 =
+                unsafe { &mut *(out as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_addr = libc::in6_addr {
+                s6_addr: a.ip().octets(),
+            };
+            sin6.sin6_scope_id = a.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_data_round_trips() {
+        for (idx, gen, op) in [
+            (0, 0, OP_CONNECT),
+            (12_345, 0x00ab_cdef, OP_RECV),
+            (7, 1, OP_CLOSE),
+        ] {
+            assert_eq!(split_user_data(user_data(idx, gen, op)), (idx, gen, op));
+        }
+        // The generation wraps within its 24 bits.
+        assert_eq!(split_user_data(user_data(1, 0x0100_0002, OP_SEND)).1, 2);
+    }
+
+    #[test]
+    fn socket_addresses_are_written_in_network_order() {
+        let mut out: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let len = write_sockaddr(&"127.0.0.1:8080".parse().unwrap(), &mut out);
+        assert_eq!(len as usize, std::mem::size_of::<libc::sockaddr_in>());
+        let sin = unsafe { *(&out as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+        assert_eq!(u16::from_be(sin.sin_port), 8080);
+        assert_eq!(sin.sin_addr.s_addr.to_ne_bytes(), [127, 0, 0, 1]);
+    }
+}
