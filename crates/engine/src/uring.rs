@@ -507,21 +507,15 @@ impl Driver {
             }
         }
         let at = self.wake_at(now);
-        let want = if at <= stamp {
-            0
-        } else {
-            (self.busy / 2).clamp(1, MAX_BATCH)
-        };
+        // A wait for at least one completion (with a zero timeout when a
+        // timer is due now) also runs the deferred receive work.
+        let want = (self.busy / 2).clamp(1, MAX_BATCH);
         let wait_ns = at.saturating_sub(stamp);
         let ts = types::Timespec::new()
             .sec(wait_ns / 1_000_000_000)
             .nsec((wait_ns % 1_000_000_000) as u32);
         let args = types::SubmitArgs::new().timespec(&ts);
-        let result = if want == 0 {
-            self.ring.submitter().submit_with_args(0, &args)
-        } else {
-            self.ring.submitter().submit_with_args(want, &args)
-        };
+        let result = self.ring.submitter().submit_with_args(want, &args);
         match result {
             Ok(_) => {}
             Err(e)
@@ -641,8 +635,14 @@ impl Driver {
             self.fail(idx, ExchangeError::Failed(ErrorKind::Io));
             return;
         };
-        let stamp = self.kernel_stamp(out.control_data(), self.woke_ns);
         let payload = out.payload_data();
+        if payload.is_empty() {
+            // A multishot recvmsg reports the end of the stream as a record
+            // with no payload (its header still fills the buffer).
+            self.on_read_end(idx, None);
+            return;
+        }
+        let stamp = self.kernel_stamp(out.control_data(), self.woke_ns);
         self.on_data(idx, payload, stamp);
         let c = self.conns[idx].as_deref_mut().expect("live connection");
         if !c.recv_armed && c.fd >= 0 && c.state != State::Exited {

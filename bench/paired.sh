@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Paired comparison of load generators against one nginx worker on loopback:
+# every round runs each tool once, in an order that rotates from round to
+# round, and the ratios to the first tool are taken within the round (a noisy
+# shared machine moves every tool of a round together). Prints per tool the
+# medians of throughput and requests per CPU-second, and the median and every
+# round's ratio to the first tool.
+#
+# Usage (after `cargo build --release`):
+#   bench/paired.sh SECONDS ROUNDS CONNECTIONS TOOL...
+# TOOL is one of
+#   wrk                    wrk -t1 -cCONNECTIONS
+#   oha                    oha -cCONNECTIONS (cargo install oha)
+#   cp                     target/release/chokepoint run URL -c CONNECTIONS
+#   cp:ARGS                the same with extra arguments, commas for spaces
+#                          (cp:--io,epoll  cp:--threads,2)
+#   bin=PATH[:ARGS]        another chokepoint binary (a build to compare with)
+#   floor:MODE[:BATCH[:MIN_WAIT_US]]   bench/floor (see bench/floor.sh)
+# Example: bench/paired.sh 4 10 50 wrk cp cp:--io,epoll
+set -euo pipefail
+[[ $# -ge 4 ]] || { sed -n '2,20p' "$0"; exit 2; }
+secs=$1; rounds=$2; conns=$3; shift 3
+tools=("$@")
+cd "$(dirname "$0")/.."
+cp_bin=${CHOKEPOINT_BIN:-target/release/chokepoint}
+for t in "${tools[@]}"; do
+  [[ $t == floor* ]] && { cargo build --release -q --manifest-path bench/floor/Cargo.toml; break; }
+done
+floor=bench/floor/target/release/floor
+source bench/nginx.sh
+hostport=${url#http://}; hostport=${hostport%/}
+out=$nginx_dir/out; cpu=$nginx_dir/cpu; res=$nginx_dir/results
+: >"$res"
+run_chokepoint() { # BIN ARGS(comma-separated)
+  local extra=()
+  [[ -n $2 ]] && IFS=, read -r -a extra <<<"$2"
+  /usr/bin/time -f "%U %S" -o "$cpu" "$1" run "$url" -c "$conns" -z "${secs}s" --json --quiet "${extra[@]}" >"$out"
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["throughput_rps"])' "$out"
+}
+for ((i = 0; i < rounds; i++)); do
+  n=${#tools[@]}
+  for ((k = 0; k < n; k++)); do
+    t=${tools[$(((k + i) % n))]}
+    case $t in
+      wrk) /usr/bin/time -f "%U %S" -o "$cpu" wrk -t1 -c"$conns" -d"${secs}s" "$url" >"$out" 2>&1
+           rps=$(awk '/Requests\/sec/{print $2}' "$out") ;;
+      oha) /usr/bin/time -f "%U %S" -o "$cpu" oha -c "$conns" -z "${secs}s" --no-tui "$url" >"$out" 2>&1
+           rps=$(awk '/Requests\/sec/{print $2}' "$out") ;;
+      cp) rps=$(run_chokepoint "$cp_bin" "") ;;
+      cp:*) rps=$(run_chokepoint "$cp_bin" "${t#cp:}") ;;
+      bin=*) spec=${t#bin=}; rps=$(run_chokepoint "${spec%%:*}" "$([[ $spec == *:* ]] && echo "${spec#*:}")") ;;
+      floor:*) IFS=: read -r _ mode batch minwait <<<"$t"
+           /usr/bin/time -f "%U %S" -o "$cpu" "$floor" "$hostport" "$conns" "$secs" "$mode" ${batch:-1} ${minwait:-} >"$out" 2>/dev/null
+           rps=$(awk '{print $3}' "$out") ;;
+      *) echo "unknown tool $t" >&2; exit 2 ;;
+    esac
+    echo "$i $t $rps $(awk '{print $1+$2}' "$cpu")" >>"$res"
+  done
+done
+python3 - "$res" "$secs" "${tools[@]}" <<'PY'
+import sys, statistics as st
+res, secs, tools = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+by = {}
+for line in open(res):
+    i, t, r, c = line.split()
+    by.setdefault(int(i), {})[t] = (float(r), float(c))
+ref = tools[0]
+print(f"{'tool':<26}{'req/s':>9}{'req/cpu-s':>11}{'thr/' + ref[:6]:>11}{'eff/' + ref[:6]:>11}  efficiency ratio per round")
+for t in tools:
+    rows = [by[i][t] for i in sorted(by)]
+    refs = [by[i][ref] for i in sorted(by)]
+    eff = [r * secs / c for r, c in rows]
+    thr = [r / q for (r, _), (q, _) in zip(rows, refs)]
+    er = [(r / c) / (q / d) for (r, c), (q, d) in zip(rows, refs)]
+    print(f"{t[-26:]:<26}{st.median(r for r, _ in rows):>9.0f}{st.median(eff):>11.0f}"
+          f"{st.median(thr):>11.3f}{st.median(er):>11.3f}  " + " ".join(f"{x:.2f}" for x in er))
+PY
