@@ -16,7 +16,10 @@
 #                          (cp:--io,epoll  cp:--threads,2)
 #   bin=PATH[:ARGS]        another chokepoint binary (a build to compare with)
 #   floor:MODE[:BATCH[:MIN_WAIT_US]]   bench/floor (see bench/floor.sh)
-# Example: bench/paired.sh 4 10 50 wrk cp cp:--io,epoll
+# Each run's share of the machine's CPU time stolen by the host (the steal
+# column of /proc/stat) is recorded; a round in which any run saw more than
+# MAX_STEAL percent (default 3) is left out of the medians and shown in
+# brackets. Example: bench/paired.sh 4 10 50 wrk cp cp:--io,epoll
 set -euo pipefail
 [[ $# -ge 4 ]] || { sed -n '2,20p' "$0"; exit 2; }
 secs=$1; rounds=$2; conns=$3; shift 3
@@ -37,10 +40,12 @@ run_chokepoint() { # BIN ARGS(comma-separated)
   /usr/bin/time -f "%U %S" -o "$cpu" "$1" run "$url" -c "$conns" -z "${secs}s" --json --quiet "${extra[@]}" >"$out"
   python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["throughput_rps"])' "$out"
 }
+steal() { awk '/^cpu /{t=0; for (i=2;i<=9;i++) t+=$i; print $9, t}' /proc/stat; }
 for ((i = 0; i < rounds; i++)); do
   n=${#tools[@]}
   for ((k = 0; k < n; k++)); do
     t=${tools[$(((k + i) % n))]}
+    read -r s0 t0 < <(steal)
     case $t in
       wrk) /usr/bin/time -f "%U %S" -o "$cpu" wrk -t1 -c"$conns" -d"${secs}s" "$url" >"$out" 2>&1
            rps=$(awk '/Requests\/sec/{print $2}' "$out") ;;
@@ -54,21 +59,28 @@ for ((i = 0; i < rounds; i++)); do
            rps=$(awk '{print $3}' "$out") ;;
       *) echo "unknown tool $t" >&2; exit 2 ;;
     esac
-    echo "$i $t $rps $(awk '{print $1+$2}' "$cpu")" >>"$res"
+    read -r s1 t1 < <(steal)
+    echo "$i $t $rps $(awk '{print $1+$2}' "$cpu") $(awk -v a="$s0" -v b="$s1" -v c="$t0" -v d="$t1" 'BEGIN{printf "%.1f", 100*(b-a)/(d-c)}')" >>"$res"
   done
 done
-python3 - "$res" "$secs" "${tools[@]}" <<'PY'
+python3 - "$res" "$secs" "${MAX_STEAL:-3}" "${tools[@]}" <<'PY'
 import sys, statistics as st
-res, secs, tools = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
-by = {}
+res, secs, max_steal, tools = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
+by, stolen = {}, {}
 for line in open(res):
-    i, t, r, c = line.split()
+    i, t, r, c, s = line.split()
     by.setdefault(int(i), {})[t] = (float(r), float(c))
+    stolen[int(i)] = max(stolen.get(int(i), 0.0), float(s))
+kept = [i for i in sorted(by) if stolen[i] <= max_steal]
+print("steal % per round (worst run): " + " ".join(f"{stolen[i]:.1f}" if i in kept else f"[{stolen[i]:.1f}]" for i in sorted(by)))
+if not kept:
+    sys.exit(f"every round saw more than {max_steal}% steal: nothing to report (MAX_STEAL=100 shows them anyway)")
 ref = tools[0]
+print(f"{len(kept)} of {len(by)} rounds kept")
 print(f"{'tool':<26}{'req/s':>9}{'req/cpu-s':>11}{'thr/' + ref[:6]:>11}{'eff/' + ref[:6]:>11}  efficiency ratio per round")
 for t in tools:
-    rows = [by[i][t] for i in sorted(by)]
-    refs = [by[i][ref] for i in sorted(by)]
+    rows = [by[i][t] for i in kept]
+    refs = [by[i][ref] for i in kept]
     eff = [r * secs / c for r, c in rows]
     thr = [r / q for (r, _), (q, _) in zip(rows, refs)]
     er = [(r / c) / (q / d) for (r, c), (q, d) in zip(rows, refs)]

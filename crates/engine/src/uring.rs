@@ -260,6 +260,10 @@ struct Conn {
     ops: u32,
     recv_armed: bool,
     connect_pending: bool,
+    /// A send has not completed yet (a server may answer before it has read
+    /// the whole request: the connection is then not reused, or the next
+    /// request's bytes could overtake the rest of this one's).
+    send_pending: bool,
     /// Claimed a first slot (the coordinator counts workers still starting).
     started: bool,
     addr_idx: usize,
@@ -290,6 +294,7 @@ impl Conn {
             ops: 0,
             recv_armed: false,
             connect_pending: false,
+            send_pending: false,
             started: false,
             addr_idx: 0,
             // SAFETY: all-zero is a valid sockaddr_storage.
@@ -371,6 +376,7 @@ struct Driver {
     woke_ns: u64,
     ops_total: u64,
     cqes: Vec<(u64, i32, u32)>,
+    tune: (usize, usize, u32),
 }
 
 impl Driver {
@@ -422,6 +428,19 @@ impl Driver {
             woke_ns: now,
             ops_total: 0,
             cqes: Vec::with_capacity(CQ_ENTRIES as usize),
+            tune: {
+                let v = |k: &str, d: usize| {
+                    std::env::var(k)
+                        .ok()
+                        .and_then(|x| x.parse().ok())
+                        .unwrap_or(d)
+                };
+                (
+                    v("CP_DIV", 2),
+                    v("CP_MAX", MAX_BATCH),
+                    v("CP_MINWAIT", 0) as u32,
+                )
+            },
         };
         driver.arm_wake();
         Ok(driver)
@@ -509,12 +528,15 @@ impl Driver {
         let at = self.wake_at(now);
         // A wait for at least one completion (with a zero timeout when a
         // timer is due now) also runs the deferred receive work.
-        let want = (self.busy / 2).clamp(1, MAX_BATCH);
+        let want = (self.busy / self.tune.0).clamp(1, self.tune.1);
         let wait_ns = at.saturating_sub(stamp);
         let ts = types::Timespec::new()
             .sec(wait_ns / 1_000_000_000)
             .nsec((wait_ns % 1_000_000_000) as u32);
-        let args = types::SubmitArgs::new().timespec(&ts);
+        let mut args = types::SubmitArgs::new().timespec(&ts);
+        if self.tune.2 > 0 {
+            args = args.min_wait_usec(self.tune.2);
+        }
         let result = self.ring.submitter().submit_with_args(want, &args);
         match result {
             Ok(_) => {}
@@ -599,7 +621,12 @@ impl Driver {
                     }
                 }
                 OP_CONNECT if current => self.on_connect(idx, res),
-                OP_SEND if current && res < 0 => self.on_send_error(idx, -res),
+                OP_SEND if current => {
+                    c.send_pending = false;
+                    if res < 0 {
+                        self.on_send_error(idx, -res);
+                    }
+                }
                 _ => {}
             }
             self.maybe_free(idx);
@@ -673,7 +700,7 @@ impl Driver {
         if cmsg.cmsg_level != libc::SOL_SOCKET || cmsg.cmsg_type != libc::SCM_TIMESTAMPNS {
             return now;
         }
-        let real = ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64;
+        let real = ts.tv_sec * 1_000_000_000 + ts.tv_nsec;
         let stamp = real - self.real_offset;
         // Never in the future (the two clocks are read a moment apart).
         (stamp.max(0) as u64).min(now)
@@ -703,10 +730,19 @@ impl Driver {
             })
         } else {
             c.carry.extend_from_slice(payload);
-            c.reader.feed(&c.carry, &mut c.t).map(|(used, done)| {
-                c.carry.drain(..used);
-                done
-            })
+            // A head must be complete within MAX_HEAD bytes, as in the tokio
+            // path's buffer.
+            let limit = if c.reader.in_head() {
+                c.carry.len().min(MAX_HEAD)
+            } else {
+                c.carry.len()
+            };
+            c.reader
+                .feed(&c.carry[..limit], &mut c.t)
+                .map(|(used, done)| {
+                    c.carry.drain(..used);
+                    done
+                })
         };
         if c.carry.is_empty() && c.carry.capacity() > BUF_SIZE {
             c.carry = Vec::new();
@@ -1012,6 +1048,7 @@ impl Driver {
         c.exchanges += 1;
         c.t.bytes_sent += len as u64;
         c.ops += 1;
+        c.send_pending = true;
         let entry = opcode::Send::new(types::Fd(c.fd), ptr, len as u32)
             .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
             .build()
@@ -1038,6 +1075,7 @@ impl Driver {
         c.gen = c.gen.wrapping_add(1);
         c.recv_armed = false;
         c.connect_pending = false;
+        c.send_pending = false;
         c.carry.clear();
         c.exchanges = 0;
         c.ops += 2;
@@ -1079,7 +1117,10 @@ impl Driver {
         self.busy -= 1;
         self.mine.in_flight.fetch_sub(1, Ordering::Relaxed);
         let (result, close) = match outcome {
-            Outcome::Response(r) => (classify(r.status), !r.reusable || !keepalive),
+            Outcome::Response(r) => (
+                classify(r.status),
+                !r.reusable || !keepalive || c.send_pending,
+            ),
             Outcome::Failed(kind) => (Err(kind), true),
         };
         let t = &mut c.t;

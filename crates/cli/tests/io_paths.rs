@@ -1,0 +1,279 @@
+//! The two I/O paths for plain HTTP/1.1 (io_uring, the default where the
+//! kernel has it, and tokio's epoll, the fallback) must measure alike: for
+//! every shape of response a server can send — sized, chunked, interim 1xx,
+//! close-delimited, cut into many segments, heads larger than one receive
+//! buffer, malformed, reset, closed — the same requests end the same way,
+//! with the same bytes counted. Each case runs both paths against the same
+//! server on 127.0.0.1:0 and compares the summaries.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// Reads one request head (until the blank line); false when the client is gone.
+async fn read_request(stream: &mut TcpStream) -> bool {
+    let mut buf = Vec::with_capacity(1024);
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte).await {
+            Ok(1) => buf.push(byte[0]),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// How a canned server answers each request.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// These bytes in one write.
+    Whole(&'static [u8]),
+    /// These bytes in writes of `n` bytes, 1 ms apart (many TCP segments).
+    Pieces(&'static [u8], usize),
+    /// These bytes, then close the connection.
+    ThenClose(&'static [u8]),
+    /// A head of `n` bytes of headers, then "ok".
+    BigHead(usize),
+    /// Reset the connection (SO_LINGER 0) instead of answering.
+    Reset,
+}
+
+fn server(answer: Answer) -> Server {
+    raw_server(move |mut stream| async move {
+        while read_request(&mut stream).await {
+            let ok = match answer {
+                Answer::Whole(bytes) => stream.write_all(bytes).await.is_ok(),
+                Answer::Pieces(bytes, n) => {
+                    let mut ok = true;
+                    for piece in bytes.chunks(n) {
+                        ok &= stream.write_all(piece).await.is_ok();
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    ok
+                }
+                Answer::ThenClose(bytes) => {
+                    let _ = stream.write_all(bytes).await;
+                    let _ = stream.shutdown().await;
+                    false
+                }
+                Answer::BigHead(n) => {
+                    let mut head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n".to_vec();
+                    while head.len() < n {
+                        // Long headers: httparse takes at most 100 of them.
+                        head.extend_from_slice(b"X-Filler: ");
+                        head.extend_from_slice(&[b'a'; 1000]);
+                        head.extend_from_slice(b"\r\n");
+                    }
+                    head.extend_from_slice(b"\r\nok");
+                    stream.write_all(&head).await.is_ok()
+                }
+                Answer::Reset => {
+                    let _ = stream.set_zero_linger();
+                    false
+                }
+            };
+            if !ok {
+                return;
+            }
+        }
+    })
+}
+
+/// What both paths must agree on.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    requests: u64,
+    ok: u64,
+    errors: BTreeMap<String, u64>,
+    bytes_received: u64,
+}
+
+fn run_with(io: &str, url: &str, extra: &[&str]) -> (Outcome, serde_json::Value) {
+    let mut args = vec![url, "--io", io, "--timeout", "2s"];
+    args.extend_from_slice(extra);
+    let s = run_json(&args, 0, LIMIT);
+    let outcome = Outcome {
+        requests: u(&s["requests"]),
+        ok: u(&s["ok"]),
+        errors: serde_json::from_value(s["errors"].clone()).unwrap(),
+        bytes_received: u(&s["bytes_received"]),
+    };
+    (outcome, s)
+}
+
+/// Runs `extra` against a server answering `answer` on both paths; returns
+/// the io_uring path's outcome after checking that epoll's is the same.
+fn same_on_both(name: &str, answer: Answer, extra: &[&str]) -> Outcome {
+    let server = server(answer);
+    let url = server.url("/");
+    let (epoll, s) = run_with("epoll", &url, extra);
+    assert_eq!(s["io"], "epoll", "{name}");
+    let Ok(()) = chokepoint_engine::uring_available() else {
+        eprintln!("{name}: io_uring unavailable here, epoll path only: {epoll:?}");
+        return epoll;
+    };
+    let (uring, s) = run_with("io_uring", &url, extra);
+    assert_eq!(s["io"], "io_uring", "{name}");
+    assert_eq!(
+        uring, epoll,
+        "case `{name}`: io_uring (left) and epoll (right) differ"
+    );
+    eprintln!("{name}: {uring:?}");
+    uring
+}
+
+const N: &[&str] = &["-c", "2", "-n", "40"];
+
+#[test]
+fn well_formed_responses_read_alike() {
+    let body_200k: &'static [u8] = {
+        let mut v = b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n".to_vec();
+        v.extend(std::iter::repeat_n(b'b', 200_000));
+        v.leak()
+    };
+    let cases: [(&str, Answer, &[&str]); 8] = [
+        ("sized", Answer::Whole(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"), N),
+        ("200 kB body", Answer::Whole(body_200k), N),
+        (
+            "chunked with extensions and trailers, in 3-byte pieces",
+            Answer::Pieces(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nTrailer: t\r\n\r\n",
+                3,
+            ),
+            N,
+        ),
+        (
+            "100 Continue, then 201",
+            Answer::Whole(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"),
+            N,
+        ),
+        ("204", Answer::Whole(b"HTTP/1.1 204 No Content\r\n\r\n"), N),
+        (
+            "HEAD with a Content-Length",
+            Answer::Whole(b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n"),
+            &["-c", "2", "-n", "40", "-X", "HEAD"],
+        ),
+        (
+            "close-delimited body",
+            Answer::ThenClose(b"HTTP/1.1 200 OK\r\n\r\nuntil the server closes"),
+            N,
+        ),
+        // Larger than one io_uring receive buffer (8 KiB): the head is carried over.
+        ("20 kB head", Answer::BigHead(20_000), N),
+    ];
+    for (name, answer, extra) in cases {
+        let o = same_on_both(name, answer, extra);
+        assert_eq!((o.requests, o.ok), (40, 40), "{name}: {o:?}");
+    }
+}
+
+#[test]
+fn broken_responses_fail_alike() {
+    let cases: [(&str, Answer, &str); 6] = [
+        (
+            "101 is not a response to a plain request",
+            Answer::Whole(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"),
+            "protocol",
+        ),
+        (
+            "not HTTP",
+            Answer::Whole(b"SSH-2.0-OpenSSH_9.6\r\n\r\n"),
+            "protocol",
+        ),
+        ("head over 64 KiB", Answer::BigHead(70_000), "protocol"),
+        ("reset", Answer::Reset, "io"),
+        ("closed without a response", Answer::ThenClose(b""), "io"),
+        (
+            "body cut short",
+            Answer::ThenClose(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b"),
+            "io",
+        ),
+    ];
+    for (name, answer, kind) in cases {
+        let o = same_on_both(name, answer, &["-c", "2", "-n", "20"]);
+        assert_eq!(o.requests, 20, "{name}: {o:?}");
+        assert_eq!(o.errors.get(kind), Some(&20), "{name}: {o:?}");
+    }
+}
+
+/// Content-Length 5 with a 10-byte body: the first response on a connection
+/// is fine, the 5 extra bytes then start the next one, which is malformed,
+/// and the connection is replaced. Both paths keep the extra bytes.
+#[test]
+fn bytes_beyond_a_response_start_the_next_alike() {
+    let o = same_on_both(
+        "extra bytes",
+        Answer::Whole(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA"),
+        &["-c", "1", "-n", "20"],
+    );
+    assert_eq!((o.ok, o.errors.get("protocol")), (10, Some(&10)), "{o:?}");
+}
+
+#[test]
+fn io_flag_is_reported_and_checked() {
+    let server = server(Answer::Whole(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    ));
+    let s = run_json(&[&server.url("/"), "-n", "5"], 0, LIMIT);
+    let expected = match chokepoint_engine::uring_available() {
+        Ok(()) => "io_uring",
+        Err(_) => "epoll",
+    };
+    assert_eq!(s["io"], expected, "default --io auto");
+    assert_eq!(u(&s["threads"]), 1);
+    for (args, needle) in [
+        (
+            vec!["run", "https://127.0.0.1:1/", "--io", "io_uring", "-n", "1"],
+            "plain-text HTTP/1.1 only",
+        ),
+        (
+            vec![
+                "run",
+                "http://127.0.0.1:1/",
+                "--io",
+                "io_uring",
+                "--http2",
+                "-n",
+                "1",
+            ],
+            "plain-text HTTP/1.1 only",
+        ),
+        (vec!["run", "http://127.0.0.1:1/", "--io", "kqueue"], "--io"),
+    ] {
+        let out = chokepoint(&args, LIMIT);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+/// A server that closes every keep-alive connection a moment after
+/// answering (without saying so): the next request finds the connection
+/// closed, or races the close, and is retried once on a new connection. No
+/// request may fail on either path.
+#[test]
+fn idle_closes_are_retried_alike() {
+    let server = raw_server(|mut stream| async move {
+        if read_request(&mut stream).await {
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await;
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+    });
+    for io in ["epoll", "io_uring"] {
+        if io == "io_uring" && chokepoint_engine::uring_available().is_err() {
+            continue;
+        }
+        let (o, s) = run_with(io, &server.url("/"), &["--rate", "50", "-z", "1s"]);
+        assert_eq!((o.requests, o.ok), (50, 50), "{io}: {o:?}");
+        assert!(u(&s["connections_opened"]) >= 40, "{io}: reconnects: {s}");
+    }
+}
