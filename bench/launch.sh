@@ -7,7 +7,10 @@ rounds=${1:-10}
 bin=${CHOKEPOINT_BIN:-target/release/chokepoint}
 [[ -x $bin ]] || { echo "build first: cargo build --release" >&2; exit 2; }
 command -v nginx >/dev/null || { apt-get update -qq >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
-dir=$(mktemp -d); port=$((20000 + RANDOM % 20000))
+dir=$(mktemp -d)
+for _try in 1 2 3 4 5; do
+# A random port can collide with one still in use: pick another.
+port=$((20000 + RANDOM % 20000))
 cat >"$dir/nginx.conf" <<CONF
 worker_processes 1;
 pid $dir/nginx.pid;
@@ -16,7 +19,8 @@ events { worker_connections 1024; }
 http { log_format t '\$msec'; access_log $dir/access.log t;
   server { listen 127.0.0.1:$port; location / { return 200 "ok\n"; } } }
 CONF
-nginx -c "$dir/nginx.conf"
+nginx -c "$dir/nginx.conf" 2>/dev/null && break
+done
 trap 'kill $(cat $dir/nginx.pid) 2>/dev/null; rm -rf "$dir"' EXIT
 sleep 0.3
 for ((i = 1; i <= rounds; i++)); do

@@ -1,8 +1,10 @@
 //! chokepoint's load engine.
 //!
 //! One [`Schedule`] hands out request slots with their intended send times for
-//! every load model; one worker loop per connection claims slots, waits for
-//! them on a high-resolution timer, sends, and records. Latency is measured
+//! every load model; each connection claims slots, waits for them on a
+//! high-resolution timer, sends, and records — in a tokio task (TLS, HTTP/2,
+//! or plain HTTP/1.1 without io_uring) or in a per-thread io_uring loop
+//! (plain HTTP/1.1 where the kernel has one, see [`IoMode`]). Latency is measured
 //! from the intended time (coordinated-omission free), service time from the
 //! actual send. Measurements go into HDR histograms that the coordinator
 //! collects once a second and hands to an [`Observer`]; nothing grows with run
