@@ -277,3 +277,47 @@ fn idle_closes_are_retried_alike() {
         assert!(u(&s["connections_opened"]) >= 40, "{io}: reconnects: {s}");
     }
 }
+
+/// An IPv6 loopback target: both paths connect to [::1] and read alike.
+#[test]
+fn ipv6_targets_work_alike() {
+    let Ok(listener) = std::net::TcpListener::bind("[::1]:0") else {
+        eprintln!("no IPv6 loopback here: skipped");
+        return;
+    };
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut chunk) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    if stream
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nsix!")
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let url = format!("http://[::1]:{port}/");
+    for io in ["epoll", "io_uring"] {
+        if io == "io_uring" && chokepoint_engine::uring_available().is_err() {
+            continue;
+        }
+        let (o, _) = run_with(io, &url, &["-c", "3", "-n", "30"]);
+        assert_eq!((o.requests, o.ok), (30, 30), "{io}: {o:?}");
+    }
+}
