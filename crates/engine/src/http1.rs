@@ -633,6 +633,59 @@ mod tests {
         }
     }
 
+    /// Feeds `bytes` cut at `cuts` (offsets, any order); the outcome as the
+    /// two I/O paths see it: the response and the bytes used, or the error,
+    /// or what the end of the stream makes of an unfinished response.
+    fn outcome_with_cuts(bytes: &[u8], cuts: &[usize]) -> String {
+        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (bytes.len() + 1)).collect();
+        cuts.push(bytes.len());
+        cuts.sort_unstable();
+        let mut reader = ResponseReader::new(false);
+        let mut t = Timings::default();
+        let mut pending: Vec<u8> = Vec::new();
+        let (mut from, mut consumed) = (0, 0);
+        for cut in cuts {
+            pending.extend_from_slice(&bytes[from..cut]);
+            from = cut;
+            match reader.feed(&pending, &mut t) {
+                Ok((used, Some(r))) => return format!("{r:?} after {}", consumed + used),
+                Ok((used, None)) => {
+                    pending.drain(..used);
+                    consumed += used;
+                }
+                Err(e) => return format!("{e:?}"),
+            }
+        }
+        format!("end: {:?}", reader.eof(false))
+    }
+
+    proptest::proptest! {
+        /// However the bytes of a response are cut into reads (as epoll's
+        /// reads or io_uring's buffers cut them), the reader comes to the
+        /// same outcome as with all of them at once.
+        #[test]
+        fn outcome_does_not_depend_on_the_cuts(
+            head in proptest::sample::select(vec![
+                "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+                "HTTP/1.0 200 OK\r\n\r\n",
+                "HTTP/1.1 301 Moved\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                "",
+            ]),
+            tail in proptest::collection::vec(proptest::sample::select(
+                b"0123456789abcdefXZ\r\n; :".to_vec()), 0..64),
+            cuts in proptest::collection::vec(0usize..200, 0..8),
+        ) {
+            let mut bytes = head.as_bytes().to_vec();
+            bytes.extend_from_slice(&tail);
+            proptest::prop_assert_eq!(
+                outcome_with_cuts(&bytes, &cuts),
+                outcome_with_cuts(&bytes, &[])
+            );
+        }
+    }
+
     #[test]
     fn early_ends_are_told_apart() {
         let reader = ResponseReader::new(false);

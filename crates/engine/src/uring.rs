@@ -516,7 +516,7 @@ impl Driver {
 
     fn submit_and_wait(&mut self, now: u64) {
         let stamp = now_ns();
-        for idx in std::mem::take(&mut self.to_stamp) {
+        for &idx in &self.to_stamp {
             if let Some(c) = self.conns[idx].as_deref_mut() {
                 if c.t.connect_us.is_none() && c.attempt == 0 {
                     c.t.sent_ns = stamp;
@@ -525,6 +525,7 @@ impl Driver {
                 c.t.written_ns = stamp;
             }
         }
+        self.to_stamp.clear();
         let at = self.wake_at(now);
         // A wait for at least one completion (with a zero timeout when a
         // timer is due now) also runs the deferred receive work.
