@@ -376,7 +376,6 @@ struct Driver {
     woke_ns: u64,
     ops_total: u64,
     cqes: Vec<(u64, i32, u32)>,
-    tune: (usize, usize, u32),
 }
 
 impl Driver {
@@ -428,19 +427,6 @@ impl Driver {
             woke_ns: now,
             ops_total: 0,
             cqes: Vec::with_capacity(CQ_ENTRIES as usize),
-            tune: {
-                let v = |k: &str, d: usize| {
-                    std::env::var(k)
-                        .ok()
-                        .and_then(|x| x.parse().ok())
-                        .unwrap_or(d)
-                };
-                (
-                    v("CP_DIV", 2),
-                    v("CP_MAX", MAX_BATCH),
-                    v("CP_MINWAIT", 0) as u32,
-                )
-            },
         };
         driver.arm_wake();
         Ok(driver)
@@ -529,15 +515,12 @@ impl Driver {
         let at = self.wake_at(now);
         // A wait for at least one completion (with a zero timeout when a
         // timer is due now) also runs the deferred receive work.
-        let want = (self.busy / self.tune.0).clamp(1, self.tune.1);
+        let want = (self.busy / 2).clamp(1, MAX_BATCH);
         let wait_ns = at.saturating_sub(stamp);
         let ts = types::Timespec::new()
             .sec(wait_ns / 1_000_000_000)
             .nsec((wait_ns % 1_000_000_000) as u32);
-        let mut args = types::SubmitArgs::new().timespec(&ts);
-        if self.tune.2 > 0 {
-            args = args.min_wait_usec(self.tune.2);
-        }
+        let args = types::SubmitArgs::new().timespec(&ts);
         let result = self.ring.submitter().submit_with_args(want, &args);
         match result {
             Ok(_) => {}
