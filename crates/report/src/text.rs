@@ -63,6 +63,15 @@ pub fn render_run(s: &RunSummary) -> String {
     if s.http2 {
         window.push_str(" · HTTP/2");
     }
+    if !s.io.is_empty() {
+        let _ = write!(
+            window,
+            " · {}, {} thread{}",
+            s.io,
+            s.threads,
+            if s.threads == 1 { "" } else { "s" }
+        );
+    }
     let _ = writeln!(out, "{window}");
     if s.tls_verification_disabled {
         let _ = writeln!(
