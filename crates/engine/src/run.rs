@@ -301,12 +301,42 @@ pub(crate) struct ThreadShared {
 }
 
 impl ThreadShared {
-    /// Open model: remembers the fastest successful service time.
-    pub(crate) fn saw_service(&self, service_ns: u64) {
-        let fastest = &self.fastest_service_ns;
-        if service_ns < fastest.load(Ordering::Relaxed) {
-            fastest.fetch_min(service_ns, Ordering::Relaxed);
+    /// Records a finished request (both I/O paths): phases it never reached
+    /// end where it ended (`now` when it never ended), an open-model success
+    /// may lower the fastest service time, and the statistics of its phase
+    /// (warmup or measured) take it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn finished(
+        &self,
+        open_model: bool,
+        warmup: bool,
+        request_idx: usize,
+        t: &mut Timings,
+        result: Result<(), ErrorKind>,
+        trace: Option<(u128, u64)>,
+        now: u64,
+    ) {
+        if t.end_ns == 0 {
+            t.end_ns = now;
         }
+        if t.written_ns == 0 {
+            t.written_ns = t.sent_ns;
+        }
+        if t.first_byte_ns == 0 {
+            t.first_byte_ns = t.end_ns;
+        }
+        if open_model && result.is_ok() {
+            let service_ns = t.end_ns.saturating_sub(t.written_ns);
+            let fastest = &self.fastest_service_ns;
+            if service_ns < fastest.load(Ordering::Relaxed) {
+                fastest.fetch_min(service_ns, Ordering::Relaxed);
+            }
+        }
+        self.recorder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .phase(warmup)
+            .record(request_idx, t, result, trace.map(|(id, _)| id));
     }
 }
 
@@ -1227,24 +1257,15 @@ async fn worker(ctx: Rc<ThreadCtx>, lane: usize) {
                 Err(ErrorKind::Timeout)
             }
         };
-        if t.end_ns == 0 {
-            t.end_ns = now_ns();
-        }
-        if t.written_ns == 0 {
-            t.written_ns = t.sent_ns;
-        }
-        if t.first_byte_ns == 0 {
-            t.first_byte_ns = t.end_ns;
-        }
-        if open && result.is_ok() {
-            ctx.mine.saw_service(t.end_ns.saturating_sub(t.written_ns));
-        }
-        ctx.mine
-            .recorder
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .phase(slot.warmup)
-            .record(request_idx, &t, result, trace.map(|(id, _)| id));
+        ctx.mine.finished(
+            open,
+            slot.warmup,
+            request_idx,
+            &mut t,
+            result,
+            trace,
+            now_ns(),
+        );
     }
     drop(client);
     ctx.shared.worker_exited();

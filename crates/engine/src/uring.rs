@@ -1107,25 +1107,15 @@ impl Driver {
             ),
             Outcome::Failed(kind) => (Err(kind), true),
         };
-        let t = &mut c.t;
-        if t.end_ns == 0 {
-            t.end_ns = now;
-        }
-        if t.written_ns == 0 {
-            t.written_ns = t.sent_ns;
-        }
-        if t.first_byte_ns == 0 {
-            t.first_byte_ns = t.end_ns;
-        }
-        if self.open_model && result.is_ok() {
-            self.mine.saw_service(t.end_ns.saturating_sub(t.written_ns));
-        }
-        self.mine
-            .recorder
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .phase(c.slot.warmup)
-            .record(c.request_idx, t, result, c.trace.map(|(id, _)| id));
+        self.mine.finished(
+            self.open_model,
+            c.slot.warmup,
+            c.request_idx,
+            &mut c.t,
+            result,
+            c.trace,
+            now,
+        );
         c.state = State::Gated;
         c.deadline_ns = u64::MAX;
         if close {
