@@ -53,6 +53,9 @@ pub struct DemoArgs {
     /// Print one JSON document (schema chokepoint.demo.v1) instead of the story.
     #[arg(long)]
     json: bool,
+    /// I/O of the demo's load runs (as `run --io`).
+    #[arg(long, value_enum, value_name = "KIND", default_value = "auto")]
+    io: crate::args::IoName,
 }
 
 /// The constraint each scenario plants (ground truth: the demo's knowledge, not the diagnosis').
@@ -419,6 +422,9 @@ fn walk(
         out.display()
     ));
 
+    let io = clap::ValueEnum::to_possible_value(&args.io)
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_else(|| "auto".into());
     let load_args = |url: &str, dir: &Path| -> Vec<String> {
         vec![
             "run".into(),
@@ -436,6 +442,8 @@ fn walk(
             "--timeout".into(),
             "10s".into(),
             "--trace-propagate".into(),
+            "--io".into(),
+            io.clone(),
             "--watch-pid".into(),
             pid.clone(),
             "--quiet".into(),
@@ -507,6 +515,8 @@ fn walk(
         "10%".into(),
         "--timeout".into(),
         "10s".into(),
+        "--io".into(),
+        io.clone(),
         "--watch-pid".into(),
         pid.clone(),
         "--quiet".into(),

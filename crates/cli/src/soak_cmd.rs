@@ -126,8 +126,15 @@ impl Aggregator {
     }
 
     fn close_window(&mut self) {
+        if let Some(w) = self.take_window() {
+            self.push(w);
+        }
+    }
+
+    /// The open window's figures (None when it is empty); a new window opens.
+    fn take_window(&mut self) -> Option<SoakWindow> {
         if self.window_len_s <= 0.0 {
-            return;
+            return None;
         }
         let s = summarize(&self.hist);
         let latest = self.latest.as_ref().and_then(|l| l.get());
@@ -154,7 +161,7 @@ impl Aggregator {
         self.window_len_s = 0.0;
         self.requests = 0;
         self.errors = 0;
-        self.push(w);
+        Some(w)
     }
 
     /// Adds a window, merging `merge` raw windows into one entry.
@@ -185,7 +192,22 @@ impl Aggregator {
     }
 
     fn finish(&mut self) {
-        self.close_window();
+        // A tail shorter than half a window (the last report of a run that
+        // ended a moment after a window closed) joins the window before it
+        // rather than standing as a drift point of its own.
+        if let Some(w) = self.take_window() {
+            if w.duration_s < 0.5 * self.window_s {
+                if let Some((acc, n)) = self.pending.take() {
+                    self.pending = Some((merge_windows(&acc, &w, n), n));
+                } else if let Some(last) = self.windows.last_mut() {
+                    *last = merge_windows(last, &w, 1);
+                } else {
+                    self.push(w);
+                }
+            } else {
+                self.push(w);
+            }
+        }
         if let Some((w, _)) = self.pending.take() {
             self.windows.push(w);
         }
@@ -619,6 +641,28 @@ mod tests {
         }
         let last = agg.windows.last().unwrap();
         assert_eq!(last.rss_bytes, Some(MAX_WINDOWS as u64 * 5 - 1));
+    }
+
+    #[test]
+    fn a_short_tail_joins_the_last_window() {
+        let mut agg = Aggregator::new(Duration::from_secs(5), None);
+        for i in 0..3 {
+            agg.push(window(i));
+        }
+        // The run's last report: 50 ms after the third window closed.
+        agg.window_len_s = 0.05;
+        agg.requests = 1;
+        agg.finish();
+        assert_eq!(agg.windows.len(), 3);
+        let last = agg.windows.last().unwrap();
+        assert!((last.duration_s - 1.05).abs() < 1e-9, "{last:?}");
+        assert_eq!(last.requests, 11);
+        // A tail of half a window or more stands as a window of its own.
+        let mut agg = Aggregator::new(Duration::from_secs(2), None);
+        agg.push(window(0));
+        agg.window_len_s = 1.0;
+        agg.finish();
+        assert_eq!(agg.windows.len(), 2);
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! Economy: one test per scenario, all in this one binary, run one at a time
 //! (a lock) in `--quick` mode (about 25 s each on 2 cores), so ten scenarios
 //! cost about four minutes and never compete with each other for the CPU.
-//! Outside CPU load can only make a run noisier; a failed scenario is tried
-//! once more before the test fails (both attempts are printed).
+//! Outside CPU load can only make a run noisier (on a shared 2-vCPU machine
+//! a burst of host steal can triple a dependency's tail for seconds, and a
+//! 6-second run cannot average it out); a failed scenario is tried up to
+//! three times before the test fails (every attempt is printed).
 
 mod support;
 
@@ -72,18 +74,23 @@ fn line(scenario: &str, d: &serde_json::Value) -> String {
     )
 }
 
-/// Runs one planted scenario (twice at most) and checks the three claims.
+/// Attempts per scenario.
+const ATTEMPTS: usize = 3;
+
+/// Runs one planted scenario (at most [`ATTEMPTS`] times) and checks the
+/// three claims and that the budgets written from the validated run hold.
 fn planted(scenario: &str, class: &str) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut attempts = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..ATTEMPTS {
         let o = demo(scenario);
         let d = &o.doc;
         eprintln!("{}", line(scenario, d));
         let ok = o.code == Some(0)
             && d["passed"] == true
             && d["diagnosed_first"] == class
-            && d["validation"]["passed"] == true;
+            && d["validation"]["passed"] == true
+            && d["check"]["exit"] == 0;
         if ok {
             // The recommended fix is the lab's fix for the scenario (pool size and timeout may differ).
             let fix = d["fix"].as_str().unwrap();
@@ -95,7 +102,6 @@ fn planted(scenario: &str, class: &str) {
             );
             assert_eq!(d["expected_class"], class);
             assert_eq!(d["schema"], "chokepoint.demo.v1");
-            assert_eq!(d["check"]["exit"], 0, "{}", d["check"]);
             return;
         }
         attempts.push(format!(
@@ -110,51 +116,70 @@ fn planted(scenario: &str, class: &str) {
                 .join(" | ")
         ));
     }
-    panic!("{scenario} failed twice:\n{}", attempts.join("\n"));
+    panic!(
+        "{scenario} failed {ATTEMPTS} times:\n{}",
+        attempts.join("\n")
+    );
+}
+
+/// What the pool-exhaustion demo must show, or why it did not.
+fn pool_exhaustion_claims(o: &Outcome) -> Result<(), String> {
+    let d = &o.doc;
+    if o.code != Some(0) || d["passed"] != true {
+        return Err(format!("exit {:?}", o.code));
+    }
+    if d["diagnosed_first"] != "queueing" {
+        return Err(format!("diagnosed first: {}", d["diagnosed_first"]));
+    }
+    // 70% of the analytic capacity (4 connections / 20 ms = 200 req/s).
+    assert_eq!(f(&d["rate"]), 140.0);
+    // The pool size comes from Little's law and Erlang C for 2× the load:
+    // 280 req/s × ~20 ms = 5.6 busy connections; more than the 4 planted.
+    let n: u64 = d["fix"].as_str().unwrap()["pool=".len()..]
+        .parse()
+        .map_err(|e| format!("fix {}: {e}", d["fix"]))?;
+    if !(7..=16).contains(&n) {
+        return Err(format!("pool size {n} outside 7..=16"));
+    }
+    // The Amdahl prediction for P99 after removing the pool wait, against the lab.
+    let c = &d["diagnosis"]["constraints"][0];
+    let predicted = f(&c["fixes"][0]["expected"]["after"]);
+    let measured = f(&d["fixed"]["latency_ms"]["p99"]);
+    eprintln!(
+        "pool-exhaustion: predicted P99 after the fix {predicted:.1} ms, measured {measured:.1} ms (ratio {:.2})",
+        predicted / measured
+    );
+    if !(predicted > 0.5 * measured && predicted < 2.0 * measured) {
+        return Err(format!(
+            "predicted P99 {predicted:.1} ms vs measured {measured:.1} ms"
+        ));
+    }
+    let p95 = d["comparison"]["metrics"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["metric"] == "p95"))
+        .ok_or("no p95 in the comparison")?;
+    if p95["verdict"] != "improved" || f(&p95["ci_pct"][1]) >= 0.0 {
+        return Err(format!("p95 not significantly improved: {p95}"));
+    }
+    Ok(())
 }
 
 #[test]
 fn pool_exhaustion_is_named_sized_by_littles_law_and_validated() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let mut last = String::new();
-    for _ in 0..2 {
+    let mut attempts = Vec::new();
+    for _ in 0..ATTEMPTS {
         let o = demo("pool-exhaustion");
-        let d = &o.doc;
-        eprintln!("{}", line("pool-exhaustion", d));
-        if o.code != Some(0) || d["passed"] != true {
-            last = format!("{:?} {}", o.code, line("pool-exhaustion", d));
-            continue;
+        eprintln!("{}", line("pool-exhaustion", &o.doc));
+        match pool_exhaustion_claims(&o) {
+            Ok(()) => return,
+            Err(why) => attempts.push(format!("{why}: {}", line("pool-exhaustion", &o.doc))),
         }
-        assert_eq!(d["diagnosed_first"], "queueing");
-        // 70% of the analytic capacity (4 connections / 20 ms = 200 req/s).
-        assert_eq!(f(&d["rate"]), 140.0);
-        // The pool size comes from Little's law and Erlang C for 2× the load:
-        // 280 req/s × ~20 ms = 5.6 busy connections; more than the 4 planted.
-        let n: u64 = d["fix"].as_str().unwrap()["pool=".len()..].parse().unwrap();
-        assert!((7..=16).contains(&n), "{}", d["fix"]);
-        // The Amdahl prediction for P99 after removing the pool wait, against the lab.
-        let c = &d["diagnosis"]["constraints"][0];
-        let predicted = f(&c["fixes"][0]["expected"]["after"]);
-        let measured = f(&d["fixed"]["latency_ms"]["p99"]);
-        eprintln!(
-            "pool-exhaustion: predicted P99 after the fix {predicted:.1} ms, measured {measured:.1} ms (ratio {:.2})",
-            predicted / measured
-        );
-        assert!(
-            predicted > 0.5 * measured && predicted < 2.0 * measured,
-            "{predicted} vs {measured}"
-        );
-        let p95 = d["comparison"]["metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["metric"] == "p95")
-            .unwrap();
-        assert_eq!(p95["verdict"], "improved", "{p95}");
-        assert!(f(&p95["ci_pct"][1]) < 0.0, "{p95}");
-        return;
     }
-    panic!("pool-exhaustion failed twice; last: {last}");
+    panic!(
+        "pool-exhaustion failed {ATTEMPTS} times:\n{}",
+        attempts.join("\n")
+    );
 }
 
 #[test]
