@@ -518,6 +518,7 @@ fn analyse(
         periodic: found.periodic,
         period_s: found.period_s(),
         gap_cv: found.gap_cv,
+        in_phase: found.in_phase,
         slow_fraction_in_stalls: found.slow_fraction_in_stalls,
         first_events_s: found
             .event_starts
@@ -544,11 +545,21 @@ fn analyse(
     if found.periodic {
         let v = if found.every_second {
             format!("periodic stalls in nearly every second (period ≤ 1 s): {evidence}")
-        } else {
+        } else if found
+            .gap_cv
+            .is_some_and(|cv| cv <= StallConfig::default().max_gap_cv)
+        {
             format!(
                 "periodic stalls every {:.1} s (gaps vary by {:.0}%): {evidence}",
                 found.median_gap_s.unwrap_or(0.0),
                 found.gap_cv.unwrap_or(0.0) * 100.0
+            )
+        } else {
+            format!(
+                "periodic stalls every {:.1} s ({} of {} events on that beat; the others merged with noise or went unseen): {evidence}",
+                found.median_gap_s.unwrap_or(0.0),
+                found.in_phase,
+                found.events
             )
         };
         stalls.verdict = Some(v.clone());

@@ -13,10 +13,15 @@
 mod stress_support;
 mod support;
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use stress_support::{json_of, Lab};
 use support::{f, u};
+
+/// The two tests take turns: three soaks and three labs at once on two
+/// cores made pauses and noise indistinguishable.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn soak(
     lab: &Lab,
@@ -61,6 +66,7 @@ fn drift<'a>(r: &'a serde_json::Value, metric: &str) -> &'a serde_json::Value {
 
 #[test]
 fn a_planted_leak_is_flagged_and_a_healthy_lab_is_stable() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // 64 KiB per checkout at 50/s: RSS grows about 3.1 MiB/s.
     let leaky = Lab::start(&["--leak-per-request", "64KiB"]);
     let healthy = Lab::start(&[]);
@@ -140,10 +146,18 @@ fn a_planted_leak_is_flagged_and_a_healthy_lab_is_stable() {
 
 #[test]
 fn planted_stalls_are_periodic_with_their_period() {
-    // All processing stops for 150 ms every 2 s.
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // All processing stops for 150 ms every 2 s. A burst of outside load can
+    // still hide the beat in 30 s: up to three attempts.
     let lab = Lab::start(&["--stall-every", "2s", "--stall-for", "150ms"]);
-    let r = soak(&lab, "30s", "5s", None);
-    eprintln!("stalls: {}", r["stalls"]);
+    let mut r = serde_json::Value::Null;
+    for attempt in 1..=3 {
+        r = soak(&lab, "30s", "5s", None);
+        eprintln!("stalls attempt {attempt}: {}", r["stalls"]);
+        if r["stalls"]["periodic"] == true {
+            break;
+        }
+    }
     let st = &r["stalls"];
     assert_eq!(st["periodic"], true, "{st}");
     let period = f(&st["period_s"]);

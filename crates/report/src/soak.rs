@@ -128,6 +128,9 @@ pub struct StallReport {
     pub period_s: Option<f64>,
     /// Coefficient of variation of the gaps between events.
     pub gap_cv: Option<f64>,
+    /// Events on the most common phase of the median gap's grid: a period
+    /// is recognised though noise hid or added some events.
+    pub in_phase: usize,
     /// Fraction of requests in stall seconds that were slow.
     pub slow_fraction_in_stalls: f64,
     /// Seconds (from the start) of the first stall events (at most 20).
