@@ -4,7 +4,7 @@ mod support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
@@ -13,8 +13,44 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
+/// Tests that judge timing (arrival gaps seen by the server, connection
+/// counts against a saturated or slow server) run alone (a write lock) and
+/// get up to [`TIMING_ATTEMPTS`] tries: two cores shared with the in-process
+/// servers, other tests and the host's steal can bunch a second's arrivals
+/// for either I/O path (both failed alike with two busy loops beside them).
+/// Every other test takes a read lock.
+static MACHINE: RwLock<()> = RwLock::new(());
+const TIMING_ATTEMPTS: usize = 3;
+
+/// Runs `check` alone on the machine until it passes, at most
+/// [`TIMING_ATTEMPTS`] times; panics with every attempt's reason.
+fn timing(check: impl Fn() -> Result<(), String>) {
+    let _alone = MACHINE.write().unwrap_or_else(|e| e.into_inner());
+    let mut why = Vec::new();
+    for attempt in 1..=TIMING_ATTEMPTS {
+        match check() {
+            Ok(()) => return,
+            Err(e) => {
+                eprintln!("attempt {attempt}: {e}");
+                why.push(e);
+            }
+        }
+    }
+    panic!("failed {TIMING_ATTEMPTS} times:\n{}", why.join("\n"));
+}
+
+/// `Err(message)` unless `ok`.
+fn ensure(ok: bool, message: impl FnOnce() -> String) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(message())
+    }
+}
+
 #[test]
 fn counts_ok_4xx_and_5xx_by_kind() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let n = Arc::new(AtomicU64::new(0));
     let server = http_server(handler(move |_req| {
         let i = n.fetch_add(1, Ordering::SeqCst);
@@ -41,6 +77,7 @@ fn counts_ok_4xx_and_5xx_by_kind() {
 
 #[test]
 fn resets_are_io_errors_and_the_run_goes_on() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let server = raw_server(|mut stream| async move {
         let mut buf = [0u8; 1024];
         let _ = stream.read(&mut buf).await;
@@ -55,6 +92,7 @@ fn resets_are_io_errors_and_the_run_goes_on() {
 
 #[test]
 fn silent_servers_time_out_and_the_run_ends_on_time() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let server = raw_server(|mut stream| async move {
         let mut buf = [0u8; 1024];
         let _ = stream.read(&mut buf).await;
@@ -90,6 +128,7 @@ fn silent_servers_time_out_and_the_run_ends_on_time() {
 
 #[test]
 fn refused_connections_are_connect_errors() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -105,6 +144,7 @@ fn refused_connections_are_connect_errors() {
 /// so P95 = 0.5 × (1 − 0.05/0.25) = 400 ms and P99 = 0.5 × (1 − 0.01/0.25) = 480 ms.
 #[test]
 fn coordinated_omission_stalls_show_in_the_tail() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let epoch = Instant::now();
     let server = http_server(handler(move |_req| async move {
         let period = Duration::from_secs(2);
@@ -129,6 +169,7 @@ fn coordinated_omission_stalls_show_in_the_tail() {
 /// chokepoint: the wait is latency, not service time.
 #[test]
 fn waiting_for_a_connection_counts_in_latency_not_service_time() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let server = http_server(handler(|_req| async {
         tokio::time::sleep(Duration::from_millis(20)).await;
         text(200, "ok")
@@ -199,35 +240,44 @@ fn cv(xs: &[f64]) -> f64 {
 
 #[test]
 fn uniform_arrivals_hit_the_rate_evenly() {
-    let (s, gaps) = arrival_gaps("400", "uniform");
-    assert_eq!(u(&s["requests"]), 1200, "{s}");
-    let x = f(&s["throughput_rps"]);
-    assert!((x - 400.0).abs() < 0.01 * 400.0, "throughput {x}");
-    let mean_gap = gaps.iter().sum::<f64>() / gaps.len() as f64;
-    assert!((mean_gap - 0.0025).abs() < 0.0001, "mean gap {mean_gap}");
-    assert!(
-        cv(&gaps) < 0.5,
-        "uniform gaps vary too much: cv {}",
-        cv(&gaps)
-    );
-    assert!(f(&s["schedule_lag_ms"]["p50"]) < 1.0, "{s}");
+    timing(|| {
+        let (s, gaps) = arrival_gaps("400", "uniform");
+        ensure(u(&s["requests"]) == 1200, || format!("requests: {s}"))?;
+        let x = f(&s["throughput_rps"]);
+        ensure((x - 400.0).abs() < 0.01 * 400.0, || {
+            format!("throughput {x}")
+        })?;
+        let mean_gap = gaps.iter().sum::<f64>() / gaps.len() as f64;
+        ensure((mean_gap - 0.0025).abs() < 0.0001, || {
+            format!("mean gap {mean_gap}")
+        })?;
+        let c = cv(&gaps);
+        ensure(c < 0.5, || format!("uniform gaps vary too much: cv {c}"))?;
+        ensure(f(&s["schedule_lag_ms"]["p50"]) < 1.0, || {
+            format!("lag: {s}")
+        })
+    });
 }
 
 #[test]
 fn poisson_arrivals_have_exponential_gaps() {
-    let (s, gaps) = arrival_gaps("400", "poisson");
-    let n = u(&s["requests"]) as f64;
-    assert!((n - 1200.0).abs() < 5.0 * 1200f64.sqrt(), "{n} requests");
-    let c = cv(&gaps);
-    assert!(
-        (0.85..1.15).contains(&c),
-        "exponential gaps have cv 1, got {c}"
-    );
-    assert_eq!(s["arrival"], "poisson");
+    timing(|| {
+        let (s, gaps) = arrival_gaps("400", "poisson");
+        let n = u(&s["requests"]) as f64;
+        ensure((n - 1200.0).abs() < 5.0 * 1200f64.sqrt(), || {
+            format!("{n} requests")
+        })?;
+        let c = cv(&gaps);
+        ensure((0.85..1.15).contains(&c), || {
+            format!("exponential gaps have cv 1, got {c}")
+        })?;
+        ensure(s["arrival"] == "poisson", || format!("arrival: {s}"))
+    });
 }
 
 #[test]
 fn http2_with_prior_knowledge() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let versions = Arc::new(Mutex::new(HashMap::<String, u64>::new()));
     let seen = versions.clone();
     let server = http_server(handler(move |req| {
@@ -251,6 +301,7 @@ fn http2_with_prior_knowledge() {
 
 #[test]
 fn tls_verification_is_on_unless_insecure() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let versions = Arc::new(Mutex::new(Vec::new()));
     let seen = versions.clone();
     let server = https_server(handler(move |req| {
@@ -287,6 +338,7 @@ fn tls_verification_is_on_unless_insecure() {
 
 #[test]
 fn scenario_mixes_requests_by_weight() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let counts = Arc::new(Mutex::new(HashMap::<String, u64>::new()));
     let bodies = Arc::new(Mutex::new(Vec::new()));
     let (c2, b2) = (counts.clone(), bodies.clone());
@@ -365,6 +417,7 @@ weight = 1
 
 #[test]
 fn out_dir_files_and_trace_propagation() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let seen = Arc::new(Mutex::new(Vec::<String>::new()));
     let log = seen.clone();
     let server = http_server(handler(move |req| {
@@ -487,6 +540,7 @@ fn out_dir_files_and_trace_propagation() {
 
 #[test]
 fn warmup_is_reported_separately() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let server = http_server(handler(|_req| async { text(200, "ok") }));
     let s = run_json(
         &[
@@ -508,6 +562,7 @@ fn warmup_is_reported_separately() {
 
 #[test]
 fn keepalive_reuses_connections_and_no_keepalive_does_not() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let accepted = Arc::new(AtomicUsize::new(0));
     let count = accepted.clone();
     let server = raw_server(move |mut stream| {
@@ -559,6 +614,7 @@ fn keepalive_reuses_connections_and_no_keepalive_does_not() {
 #[cfg(unix)]
 #[test]
 fn sigint_writes_a_partial_report_and_exits_130() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let server = http_server(handler(|_req| async { text(200, "ok") }));
     let dir = tempdir();
     let out = dir.path().join("partial");
@@ -612,6 +668,7 @@ fn sigint_writes_a_partial_report_and_exits_130() {
 
 #[test]
 fn bad_input_exits_2_with_one_clear_line() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let dir = tempdir();
     let bad_toml = dir.path().join("bad.toml");
     std::fs::write(
@@ -673,6 +730,7 @@ fn bad_input_exits_2_with_one_clear_line() {
 /// rate whose first measured request is due exactly at the window's start.
 #[test]
 fn intervals_add_up_to_the_totals_after_a_warmup() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
     let server = http_server(handler(|_req| async { text(200, "ok") }));
     for attempt in 0..4 {
         let dir = tempdir();
@@ -724,36 +782,44 @@ fn intervals_add_up_to_the_totals_after_a_warmup() {
 /// 128), where it used to add one per late slot, into the thousands.
 #[test]
 fn a_saturated_target_does_not_get_thousands_of_connections() {
-    let one_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
-    let server = http_server(handler(move |_req| {
-        let lock = one_at_a_time.clone();
-        async move {
-            let _turn = lock.lock().await;
-            tokio::time::sleep(Duration::from_millis(2)).await;
-            text(200, "ok")
-        }
-    }));
-    let s = run_json(&[&server.url("/"), "--rate", "2000", "-z", "2s"], 0, LIMIT);
-    let peak = u(&s["peak_connections"]);
-    // Some are added before the first response tells the fastest time.
-    assert!((2..=300).contains(&peak), "peak connections {peak}: {s}");
-    let x = f(&s["throughput_rps"]);
-    assert!((300.0..=520.0).contains(&x), "throughput {x}: {s}");
-    assert!(u(&s["dropped"]) > 1000, "{s}");
+    timing(|| {
+        let one_at_a_time = Arc::new(tokio::sync::Mutex::new(()));
+        let server = http_server(handler(move |_req| {
+            let lock = one_at_a_time.clone();
+            async move {
+                let _turn = lock.lock().await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                text(200, "ok")
+            }
+        }));
+        let s = run_json(&[&server.url("/"), "--rate", "2000", "-z", "2s"], 0, LIMIT);
+        let peak = u(&s["peak_connections"]);
+        // Some are added before the first response tells the fastest time.
+        ensure((2..=300).contains(&peak), || {
+            format!("peak connections {peak}: {s}")
+        })?;
+        let x = f(&s["throughput_rps"]);
+        ensure((300.0..=520.0).contains(&x), || {
+            format!("throughput {x}: {s}")
+        })?;
+        ensure(u(&s["dropped"]) > 1000, || format!("dropped: {s}"))
+    });
 }
 
 /// A target that is slow but not saturated (every response held 300 ms, no
 /// queue) needs rate x 300 ms connections, and gets them.
 #[test]
 fn a_slow_target_still_gets_the_connections_it_needs() {
-    let server = http_server(handler(|_req| async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        text(200, "ok")
-    }));
-    let s = run_json(&[&server.url("/"), "--rate", "1000", "-z", "2s"], 0, LIMIT);
-    let peak = u(&s["peak_connections"]);
-    assert!(peak >= 280, "peak connections {peak}: {s}");
-    assert_eq!(u(&s["requests"]), 2000, "{s}");
-    assert_eq!(u(&s["dropped"]), 0, "{s}");
-    assert!(f(&s["latency_ms"]["p99"]) < 400.0, "{s}");
+    timing(|| {
+        let server = http_server(handler(|_req| async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            text(200, "ok")
+        }));
+        let s = run_json(&[&server.url("/"), "--rate", "1000", "-z", "2s"], 0, LIMIT);
+        let peak = u(&s["peak_connections"]);
+        ensure(peak >= 280, || format!("peak connections {peak}: {s}"))?;
+        ensure(u(&s["requests"]) == 2000, || format!("requests: {s}"))?;
+        ensure(u(&s["dropped"]) == 0, || format!("dropped: {s}"))?;
+        ensure(f(&s["latency_ms"]["p99"]) < 400.0, || format!("p99: {s}"))
+    });
 }
