@@ -78,6 +78,17 @@ pub enum IoName {
     Uring,
 }
 
+impl IoName {
+    /// The engine's I/O mode for this flag value.
+    pub fn mode(self) -> chokepoint_engine::IoMode {
+        match self {
+            IoName::Auto => chokepoint_engine::IoMode::Auto,
+            IoName::Epoll => chokepoint_engine::IoMode::Epoll,
+            IoName::Uring => chokepoint_engine::IoMode::Uring,
+        }
+    }
+}
+
 /// Load model and limits.
 #[derive(Args, Debug, Clone, Default)]
 pub struct LoadArgs {
@@ -405,11 +416,7 @@ pub fn plan_scaled(
     config.insecure = conn.insecure || file_connection.0;
     config.trace_propagate = conn.trace_propagate;
     config.threads = conn.threads.unwrap_or(0);
-    config.io = match conn.io {
-        IoName::Auto => chokepoint_engine::IoMode::Auto,
-        IoName::Epoll => chokepoint_engine::IoMode::Epoll,
-        IoName::Uring => chokepoint_engine::IoMode::Uring,
-    };
+    config.io = conn.io.mode();
     if let Some(seed) = load.seed {
         config.seed = seed;
     }

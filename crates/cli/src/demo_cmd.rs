@@ -422,9 +422,7 @@ fn walk(
         out.display()
     ));
 
-    let io = clap::ValueEnum::to_possible_value(&args.io)
-        .map(|v| v.get_name().to_string())
-        .unwrap_or_else(|| "auto".into());
+    let io = args.io.mode().as_str().to_string();
     let load_args = |url: &str, dir: &Path| -> Vec<String> {
         vec![
             "run".into(),

@@ -545,10 +545,7 @@ fn analyse(
     if found.periodic {
         let v = if found.every_second {
             format!("periodic stalls in nearly every second (period ≤ 1 s): {evidence}")
-        } else if found
-            .gap_cv
-            .is_some_and(|cv| cv <= StallConfig::default().max_gap_cv)
-        {
+        } else if found.regular_gaps {
             format!(
                 "periodic stalls every {:.1} s (gaps vary by {:.0}%): {evidence}",
                 found.median_gap_s.unwrap_or(0.0),

@@ -253,6 +253,8 @@ pub struct Stalls {
     /// Stall seconds in nearly every second (≥ 80%): pauses at least once a
     /// second, too frequent to separate at one-second resolution.
     pub every_second: bool,
+    /// At least `min_events` events whose gaps vary by at most `max_gap_cv`.
+    pub regular_gaps: bool,
     /// Events that fall on the median gap's grid (see [`find_stalls`]).
     pub in_phase: usize,
     /// Events recur at a regular interval (or in nearly every second).
@@ -338,10 +340,9 @@ pub fn find_stalls(seconds: &[SecondCounts], config: &StallConfig) -> Stalls {
     let in_phase = out.events >= config.min_events
         && out.in_phase as f64 >= 0.8 * out.event_starts.len() as f64
         && out.in_phase as f64 >= 0.5 * periods;
-    out.periodic = out.every_second
-        || (out.events >= config.min_events
-            && out.gap_cv.is_some_and(|cv| cv <= config.max_gap_cv))
-        || in_phase;
+    out.regular_gaps =
+        out.events >= config.min_events && out.gap_cv.is_some_and(|cv| cv <= config.max_gap_cv);
+    out.periodic = out.every_second || out.regular_gaps || in_phase;
     out
 }
 
