@@ -16,8 +16,8 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The throughput comparison runs alone (a write lock); the other tests share
-/// the machine with each other (read locks).
+/// The closed-model turnaround comparison runs alone (a write lock); the
+/// other tests share the machine with each other (read locks).
 static MACHINE: RwLock<()> = RwLock::new(());
 
 const LIMIT: Duration = Duration::from_secs(60);
