@@ -4,12 +4,14 @@
 # round, and the ratios to the first tool are taken within the round (a noisy
 # shared machine moves every tool of a round together). Prints per tool the
 # medians of throughput and requests per CPU-second, and the median and every
-# round's ratio to the first tool.
+# round's ratios (throughput/efficiency) to the first tool.
 #
 # Usage (after `cargo build --release`):
 #   bench/paired.sh SECONDS ROUNDS CONNECTIONS TOOL...
 # TOOL is one of
 #   wrk                    wrk -t1 -cCONNECTIONS
+#   wrk:ARGS               the same with extra arguments, commas for spaces
+#                          (wrk:-H,User-Agent:chokepoint/0.1.0)
 #   oha                    oha -cCONNECTIONS (cargo install oha)
 #   cp                     target/release/chokepoint run URL -c CONNECTIONS
 #   cp:ARGS                the same with extra arguments, commas for spaces
@@ -49,6 +51,9 @@ for ((i = 0; i < rounds; i++)); do
     case $t in
       wrk) /usr/bin/time -f "%U %S" -o "$cpu" wrk -t1 -c"$conns" -d"${secs}s" "$url" >"$out" 2>&1
            rps=$(awk '/Requests\/sec/{print $2}' "$out") ;;
+      wrk:*) IFS=, read -r -a extra <<<"${t#wrk:}"
+           /usr/bin/time -f "%U %S" -o "$cpu" wrk -t1 -c"$conns" -d"${secs}s" "${extra[@]}" "$url" >"$out" 2>&1
+           rps=$(awk '/Requests\/sec/{print $2}' "$out") ;;
       oha) /usr/bin/time -f "%U %S" -o "$cpu" oha -c "$conns" -z "${secs}s" --no-tui "$url" >"$out" 2>&1
            rps=$(awk '/Requests\/sec/{print $2}' "$out") ;;
       cp) rps=$(run_chokepoint "$cp_bin" "") ;;
@@ -77,7 +82,7 @@ if not kept:
     sys.exit(f"every round saw more than {max_steal}% steal: nothing to report (MAX_STEAL=100 shows them anyway)")
 ref = tools[0]
 print(f"{len(kept)} of {len(by)} rounds kept")
-print(f"{'tool':<26}{'req/s':>9}{'req/cpu-s':>11}{'thr/' + ref[:6]:>11}{'eff/' + ref[:6]:>11}  efficiency ratio per round")
+print(f"{'tool':<26}{'req/s':>9}{'req/cpu-s':>11}{'thr/' + ref[:6]:>11}{'eff/' + ref[:6]:>11}  per round: throughput ratio / efficiency ratio")
 for t in tools:
     rows = [by[i][t] for i in kept]
     refs = [by[i][ref] for i in kept]
@@ -85,5 +90,5 @@ for t in tools:
     thr = [r / q for (r, _), (q, _) in zip(rows, refs)]
     er = [(r / c) / (q / d) for (r, c), (q, d) in zip(rows, refs)]
     print(f"{t[-26:]:<26}{st.median(r for r, _ in rows):>9.0f}{st.median(eff):>11.0f}"
-          f"{st.median(thr):>11.3f}{st.median(er):>11.3f}  " + " ".join(f"{x:.2f}" for x in er))
+          f"{st.median(thr):>11.3f}{st.median(er):>11.3f}  " + " ".join(f"{x:.2f}/{y:.2f}" for x, y in zip(thr, er)))
 PY

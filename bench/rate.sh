@@ -1,18 +1,35 @@
 #!/usr/bin/env bash
-# Open-model accuracy against nginx on loopback: achieved rate and schedule lag.
+# Open-model accuracy against nginx on loopback: achieved rate and schedule lag,
+# with the CPU each side used during the round (nginx's share of one core, and
+# the generator's CPU per request) and the host's steal: at the edge of the
+# server's capacity these say whether the generator or the server was the limit.
 # Usage (after `cargo build --release`): bench/rate.sh [RATE] [SECONDS] [ROUNDS]
+# CHOKEPOINT_BIN picks the binary (a wrapper script can add e.g. `--io epoll`).
 set -euo pipefail
 rate=${1:-20000}; secs=${2:-10}; rounds=${3:-3}
 bin=${CHOKEPOINT_BIN:-target/release/chokepoint}
 [[ -x $bin ]] || { echo "build first: cargo build --release" >&2; exit 2; }
 source "$(dirname "$0")/nginx.sh"
-printf "%-6s %10s %10s %9s %12s %12s %12s\n" round offered achieved ratio lag_p50_ms lag_p99_ms lat_p99_ms
+worker=$(pgrep -P "$(cat "$nginx_dir/nginx.pid")" | head -1)
+ticks() { awk '{print $14 + $15}' "/proc/$worker/stat"; }
+printf "%-6s %10s %10s %9s %12s %12s %12s %10s %11s %7s\n" round offered achieved ratio \
+  lag_p50_ms lag_p99_ms lat_p99_ms nginx_cpu gen_us/req steal%
 for ((i = 1; i <= rounds; i++)); do
-  "$bin" run "$url" --rate "$rate" -z "${secs}s" --json --quiet >"$nginx_dir/out.json"
-  python3 - "$nginx_dir/out.json" "$i" <<'PY'
+  n0=$(ticks); s0=$(head -1 /proc/stat); w0=$(date +%s%N)
+  /usr/bin/time -f "%U %S" -o "$nginx_dir/time" \
+    "$bin" run "$url" --rate "$rate" -z "${secs}s" --json --quiet >"$nginx_dir/out.json"
+  n1=$(ticks); s1=$(head -1 /proc/stat); w1=$(date +%s%N)
+  python3 - "$nginx_dir/out.json" "$i" "$n0" "$n1" "$w0" "$w1" "$s0" "$s1" "$nginx_dir/time" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
-print("%-6s %10.0f %10.1f %9.4f %12.3f %12.3f %12.3f" % (sys.argv[2], s["rate_target"], s["throughput_rps"],
-      s["throughput_rps"] / s["rate_target"], s["schedule_lag_ms"]["p50"], s["schedule_lag_ms"]["p99"], s["latency_ms"]["p99"]))
+n0, n1, w0, w1 = (int(x) for x in sys.argv[3:7])
+a = [int(x) for x in sys.argv[7].split()[1:9]]; b = [int(x) for x in sys.argv[8].split()[1:9]]
+d = [y - x for x, y in zip(a, b)]
+user, system = (float(x) for x in open(sys.argv[9]).read().split()[-2:])
+hz = float(sys.argv[10])
+wall = (w1 - w0) / 1e9
+print("%-6s %10.0f %10.1f %9.4f %12.3f %12.3f %12.3f %10.2f %11.2f %7.1f" % (sys.argv[2], s["rate_target"], s["throughput_rps"],
+      s["throughput_rps"] / s["rate_target"], s["schedule_lag_ms"]["p50"], s["schedule_lag_ms"]["p99"], s["latency_ms"]["p99"],
+      (n1 - n0) / hz / wall, (user + system) * 1e6 / max(s["requests"], 1), 100.0 * d[7] / max(sum(d), 1)))
 PY
 done
