@@ -4,7 +4,9 @@
 # round, and the ratios to the first tool are taken within the round (a noisy
 # shared machine moves every tool of a round together). Prints per tool the
 # medians of throughput and requests per CPU-second, and the median and every
-# round's ratios (throughput/efficiency) to the first tool.
+# round's ratios (throughput/efficiency) to the first tool, and the nginx
+# worker's CPU microseconds per request it served (srv_us/req: at saturation
+# the server's cost per request is what sets throughput).
 #
 # Usage (after `cargo build --release`):
 #   bench/paired.sh SECONDS ROUNDS CONNECTIONS TOOL...
@@ -43,11 +45,15 @@ run_chokepoint() { # BIN ARGS(comma-separated)
   python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["throughput_rps"])' "$out"
 }
 steal() { awk '/^cpu /{t=0; for (i=2;i<=9;i++) t+=$i; print $9, t}' /proc/stat; }
+# The nginx worker's CPU time (clock ticks): what serving the tool's requests cost the server.
+worker=$(pgrep -P "$(cat "$nginx_dir/nginx.pid")" | head -1)
+server_ticks() { awk '{print $14 + $15}' "/proc/$worker/stat"; }
 for ((i = 0; i < rounds; i++)); do
   n=${#tools[@]}
   for ((k = 0; k < n; k++)); do
     t=${tools[$(((k + i) % n))]}
     read -r s0 t0 < <(steal)
+    w0=$(server_ticks)
     case $t in
       wrk) /usr/bin/time -f "%U %S" -o "$cpu" wrk -t1 -c"$conns" -d"${secs}s" "$url" >"$out" 2>&1
            rps=$(awk '/Requests\/sec/{print $2}' "$out") ;;
@@ -65,16 +71,19 @@ for ((i = 0; i < rounds; i++)); do
       *) echo "unknown tool $t" >&2; exit 2 ;;
     esac
     read -r s1 t1 < <(steal)
-    echo "$i $t $rps $(awk '{print $1+$2}' "$cpu") $(awk -v a="$s0" -v b="$s1" -v c="$t0" -v d="$t1" 'BEGIN{printf "%.1f", 100*(b-a)/(d-c)}')" >>"$res"
+    w1=$(server_ticks)
+    echo "$i $t $rps $(awk '{print $1+$2}' "$cpu") $(awk -v a="$s0" -v b="$s1" -v c="$t0" -v d="$t1" 'BEGIN{printf "%.1f", 100*(b-a)/(d-c)}') $((w1 - w0))" >>"$res"
   done
 done
-python3 - "$res" "$secs" "${MAX_STEAL:-3}" "${tools[@]}" <<'PY'
+python3 - "$res" "$secs" "${MAX_STEAL:-3}" "$(getconf CLK_TCK)" "${tools[@]}" <<'PY'
 import sys, statistics as st
-res, secs, max_steal, tools = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
-by, stolen = {}, {}
+res, secs, max_steal, hz, tools = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5:]
+by, stolen, server = {}, {}, {}
 for line in open(res):
-    i, t, r, c, s = line.split()
+    i, t, r, c, s, w = line.split()
     by.setdefault(int(i), {})[t] = (float(r), float(c))
+    # nginx CPU microseconds per request served
+    server.setdefault(t, {})[int(i)] = float(w) / hz * 1e6 / max(float(r) * secs, 1.0)
     stolen[int(i)] = max(stolen.get(int(i), 0.0), float(s))
 kept = [i for i in sorted(by) if stolen[i] <= max_steal]
 print("steal % per round (worst run): " + " ".join(f"{stolen[i]:.1f}" if i in kept else f"[{stolen[i]:.1f}]" for i in sorted(by)))
@@ -82,13 +91,14 @@ if not kept:
     sys.exit(f"every round saw more than {max_steal}% steal: nothing to report (MAX_STEAL=100 shows them anyway)")
 ref = tools[0]
 print(f"{len(kept)} of {len(by)} rounds kept")
-print(f"{'tool':<26}{'req/s':>9}{'req/cpu-s':>11}{'thr/' + ref[:6]:>11}{'eff/' + ref[:6]:>11}  per round: throughput ratio / efficiency ratio")
+print(f"{'tool':<26}{'req/s':>9}{'req/cpu-s':>11}{'srv_us/req':>11}{'thr/' + ref[:6]:>11}{'eff/' + ref[:6]:>11}  per round: throughput ratio / efficiency ratio")
 for t in tools:
     rows = [by[i][t] for i in kept]
     refs = [by[i][ref] for i in kept]
     eff = [r * secs / c for r, c in rows]
     thr = [r / q for (r, _), (q, _) in zip(rows, refs)]
     er = [(r / c) / (q / d) for (r, c), (q, d) in zip(rows, refs)]
-    print(f"{t[-26:]:<26}{st.median(r for r, _ in rows):>9.0f}{st.median(eff):>11.0f}"
+    srv = st.median(server[t][i] for i in kept)
+    print(f"{t[-26:]:<26}{st.median(r for r, _ in rows):>9.0f}{st.median(eff):>11.0f}{srv:>11.2f}"
           f"{st.median(thr):>11.3f}{st.median(er):>11.3f}  " + " ".join(f"{x:.2f}/{y:.2f}" for x, y in zip(thr, er)))
 PY
