@@ -21,3 +21,7 @@ done
 trap 'kill $(cat $nginx_dir/nginx.pid) 2>/dev/null; rm -rf "$nginx_dir"' EXIT
 url=http://127.0.0.1:$nginx_port/
 sleep 0.3
+# The worker's CPU time so far, in clock ticks (getconf CLK_TCK per second):
+# what serving the load cost the server.
+nginx_worker=$(pgrep -P "$(cat "$nginx_dir/nginx.pid")" | head -1)
+nginx_ticks() { awk '{print $14 + $15}' "/proc/$nginx_worker/stat"; }

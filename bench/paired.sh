@@ -45,15 +45,12 @@ run_chokepoint() { # BIN ARGS(comma-separated)
   python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["throughput_rps"])' "$out"
 }
 steal() { awk '/^cpu /{t=0; for (i=2;i<=9;i++) t+=$i; print $9, t}' /proc/stat; }
-# The nginx worker's CPU time (clock ticks): what serving the tool's requests cost the server.
-worker=$(pgrep -P "$(cat "$nginx_dir/nginx.pid")" | head -1)
-server_ticks() { awk '{print $14 + $15}' "/proc/$worker/stat"; }
 for ((i = 0; i < rounds; i++)); do
   n=${#tools[@]}
   for ((k = 0; k < n; k++)); do
     t=${tools[$(((k + i) % n))]}
     read -r s0 t0 < <(steal)
-    w0=$(server_ticks)
+    w0=$(nginx_ticks)
     case $t in
       wrk) /usr/bin/time -f "%U %S" -o "$cpu" wrk -t1 -c"$conns" -d"${secs}s" "$url" >"$out" 2>&1
            rps=$(awk '/Requests\/sec/{print $2}' "$out") ;;
@@ -71,7 +68,7 @@ for ((i = 0; i < rounds; i++)); do
       *) echo "unknown tool $t" >&2; exit 2 ;;
     esac
     read -r s1 t1 < <(steal)
-    w1=$(server_ticks)
+    w1=$(nginx_ticks)
     echo "$i $t $rps $(awk '{print $1+$2}' "$cpu") $(awk -v a="$s0" -v b="$s1" -v c="$t0" -v d="$t1" 'BEGIN{printf "%.1f", 100*(b-a)/(d-c)}') $((w1 - w0))" >>"$res"
   done
 done

@@ -10,15 +10,13 @@ rate=${1:-20000}; secs=${2:-10}; rounds=${3:-3}
 bin=${CHOKEPOINT_BIN:-target/release/chokepoint}
 [[ -x $bin ]] || { echo "build first: cargo build --release" >&2; exit 2; }
 source "$(dirname "$0")/nginx.sh"
-worker=$(pgrep -P "$(cat "$nginx_dir/nginx.pid")" | head -1)
-ticks() { awk '{print $14 + $15}' "/proc/$worker/stat"; }
 printf "%-6s %10s %10s %9s %12s %12s %12s %10s %11s %7s\n" round offered achieved ratio \
   lag_p50_ms lag_p99_ms lat_p99_ms nginx_cpu gen_us/req steal%
 for ((i = 1; i <= rounds; i++)); do
-  n0=$(ticks); s0=$(head -1 /proc/stat); w0=$(date +%s%N)
+  n0=$(nginx_ticks); s0=$(head -1 /proc/stat); w0=$(date +%s%N)
   /usr/bin/time -f "%U %S" -o "$nginx_dir/time" \
     "$bin" run "$url" --rate "$rate" -z "${secs}s" --json --quiet >"$nginx_dir/out.json"
-  n1=$(ticks); s1=$(head -1 /proc/stat); w1=$(date +%s%N)
+  n1=$(nginx_ticks); s1=$(head -1 /proc/stat); w1=$(date +%s%N)
   python3 - "$nginx_dir/out.json" "$i" "$n0" "$n1" "$w0" "$w1" "$s0" "$s1" "$nginx_dir/time" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
