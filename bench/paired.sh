@@ -44,17 +44,15 @@ run_chokepoint() { # BIN ARGS(comma-separated)
   /usr/bin/time -f "%U %S" -o "$cpu" "$1" run "$url" -c "$conns" -z "${secs}s" --json --quiet "${extra[@]}" >"$out"
   python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["throughput_rps"])' "$out"
 }
-steal() { awk '/^cpu /{t=0; for (i=2;i<=9;i++) t+=$i; print $9, t}' /proc/stat; }
 for ((i = 0; i < rounds; i++)); do
   n=${#tools[@]}
   for ((k = 0; k < n; k++)); do
     t=${tools[$(((k + i) % n))]}
-    read -r s0 t0 < <(steal)
+    read -r s0 t0 < <(host_ticks)
     w0=$(nginx_ticks)
     case $t in
-      wrk) /usr/bin/time -f "%U %S" -o "$cpu" wrk -t1 -c"$conns" -d"${secs}s" "$url" >"$out" 2>&1
-           rps=$(awk '/Requests\/sec/{print $2}' "$out") ;;
-      wrk:*) IFS=, read -r -a extra <<<"${t#wrk:}"
+      wrk | wrk:*) extra=()
+           [[ $t == wrk:* ]] && IFS=, read -r -a extra <<<"${t#wrk:}"
            /usr/bin/time -f "%U %S" -o "$cpu" wrk -t1 -c"$conns" -d"${secs}s" "${extra[@]}" "$url" >"$out" 2>&1
            rps=$(awk '/Requests\/sec/{print $2}' "$out") ;;
       oha) /usr/bin/time -f "%U %S" -o "$cpu" oha -c "$conns" -z "${secs}s" --no-tui "$url" >"$out" 2>&1
@@ -67,9 +65,9 @@ for ((i = 0; i < rounds; i++)); do
            rps=$(awk '{print $3}' "$out") ;;
       *) echo "unknown tool $t" >&2; exit 2 ;;
     esac
-    read -r s1 t1 < <(steal)
+    read -r s1 t1 < <(host_ticks)
     w1=$(nginx_ticks)
-    echo "$i $t $rps $(awk '{print $1+$2}' "$cpu") $(awk -v a="$s0" -v b="$s1" -v c="$t0" -v d="$t1" 'BEGIN{printf "%.1f", 100*(b-a)/(d-c)}') $((w1 - w0))" >>"$res"
+    echo "$i $t $rps $(awk '{print $1+$2}' "$cpu") $(steal_percent "$s0" "$t0" "$s1" "$t1") $((w1 - w0))" >>"$res"
   done
 done
 python3 - "$res" "$secs" "${MAX_STEAL:-3}" "$(getconf CLK_TCK)" "${tools[@]}" <<'PY'

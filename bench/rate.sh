@@ -13,21 +13,21 @@ source "$(dirname "$0")/nginx.sh"
 printf "%-6s %10s %10s %9s %12s %12s %12s %10s %11s %7s\n" round offered achieved ratio \
   lag_p50_ms lag_p99_ms lat_p99_ms nginx_cpu gen_us/req steal%
 for ((i = 1; i <= rounds; i++)); do
-  n0=$(nginx_ticks); s0=$(head -1 /proc/stat); w0=$(date +%s%N)
+  n0=$(nginx_ticks); read -r s0 t0 < <(host_ticks); w0=$(date +%s%N)
   /usr/bin/time -f "%U %S" -o "$nginx_dir/time" \
     "$bin" run "$url" --rate "$rate" -z "${secs}s" --json --quiet >"$nginx_dir/out.json"
-  n1=$(nginx_ticks); s1=$(head -1 /proc/stat); w1=$(date +%s%N)
-  python3 - "$nginx_dir/out.json" "$i" "$n0" "$n1" "$w0" "$w1" "$s0" "$s1" "$nginx_dir/time" "$(getconf CLK_TCK)" <<'PY'
+  n1=$(nginx_ticks); read -r s1 t1 < <(host_ticks); w1=$(date +%s%N)
+  python3 - "$nginx_dir/out.json" "$i" "$n0" "$n1" "$w0" "$w1" "$(steal_percent "$s0" "$t0" "$s1" "$t1")" \
+    "$nginx_dir/time" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
 n0, n1, w0, w1 = (int(x) for x in sys.argv[3:7])
-a = [int(x) for x in sys.argv[7].split()[1:9]]; b = [int(x) for x in sys.argv[8].split()[1:9]]
-d = [y - x for x, y in zip(a, b)]
-user, system = (float(x) for x in open(sys.argv[9]).read().split()[-2:])
-hz = float(sys.argv[10])
+steal = float(sys.argv[7])
+user, system = (float(x) for x in open(sys.argv[8]).read().split()[-2:])
+hz = float(sys.argv[9])
 wall = (w1 - w0) / 1e9
 print("%-6s %10.0f %10.1f %9.4f %12.3f %12.3f %12.3f %10.2f %11.2f %7.1f" % (sys.argv[2], s["rate_target"], s["throughput_rps"],
       s["throughput_rps"] / s["rate_target"], s["schedule_lag_ms"]["p50"], s["schedule_lag_ms"]["p99"], s["latency_ms"]["p99"],
-      (n1 - n0) / hz / wall, (user + system) * 1e6 / max(s["requests"], 1), 100.0 * d[7] / max(sum(d), 1)))
+      (n1 - n0) / hz / wall, (user + system) * 1e6 / max(s["requests"], 1), steal))
 PY
 done
