@@ -78,6 +78,14 @@ const OP_CONNECT: u64 = 1;
 const OP_SEND: u64 = 2;
 const OP_RECV: u64 = 3;
 const OP_CLOSE: u64 = 4;
+/// A send that posts a completion only when it fails
+/// (`IOSQE_CQE_SKIP_SUCCESS`): not counted in `ops`.
+const OP_SEND_QUIET: u64 = 5;
+/// The largest request sent quietly. A send this small into a socket whose
+/// previous exchange is over completes as it is submitted (the send buffer
+/// holds far more), so no completion is needed to know its bytes have left
+/// and that the next request cannot overtake it.
+const QUIET_SEND_MAX: usize = 4096;
 const WAKE_UD: u64 = u64::MAX;
 
 fn user_data(idx: usize, gen: u32, op: u64) -> u64 {
@@ -270,7 +278,9 @@ struct Conn {
     connect_pending: bool,
     /// A send has not completed yet (a server may answer before it has read
     /// the whole request: the connection is then not reused, or the next
-    /// request's bytes could overtake the rest of this one's).
+    /// request's bytes could overtake the rest of this one's). Never set by
+    /// a quiet send: it is small and has no body, so it has left before a
+    /// response to it can come.
     send_pending: bool,
     /// Claimed a first slot (the coordinator counts workers still starting).
     started: bool,
@@ -358,13 +368,17 @@ struct Driver {
     wake_fd: RawFd,
     wake_buf: Box<u64>,
     conns: Vec<Option<Box<Conn>>>,
-    free: Vec<usize>,
+    /// Free slots, each with the generation its next connection starts at:
+    /// a quiet send's failure may still name the slot's previous socket.
+    free: Vec<(usize, u32)>,
     /// Connections holding a slot, by intended time.
     waiting: BinaryHeap<Reverse<(u64, usize)>>,
     gated: Vec<usize>,
     /// Connections whose send was queued since the last submit: their send
     /// time is read just before it.
     to_stamp: Vec<usize>,
+    /// How many of those sends post a completion when they succeed.
+    loud_sends: usize,
     /// Requests in flight on this thread.
     busy: usize,
     gate_open: bool,
@@ -424,6 +438,7 @@ impl Driver {
             waiting: BinaryHeap::new(),
             gated: Vec::new(),
             to_stamp: Vec::new(),
+            loud_sends: 0,
             busy: 0,
             gate_open: false,
             stopping: false,
@@ -514,10 +529,11 @@ impl Driver {
 
     fn submit_and_wait(&mut self, now: u64) {
         let stamp = now_ns();
-        // Sends complete (and post their completions) as they are submitted:
-        // an idle thread's wait counts them on top of the one response it
-        // waits for; a busy thread's batch counts every completion alike.
-        let sends = self.to_stamp.len();
+        // Sends complete as they are submitted; those that post a completion
+        // (large or traced requests) are counted on top of the one response
+        // an idle thread waits for. A busy thread's batch counts every
+        // completion alike.
+        let sends = std::mem::take(&mut self.loud_sends);
         for &idx in &self.to_stamp {
             if let Some(c) = self.conns[idx].as_deref_mut() {
                 if c.t.connect_us.is_none() && c.attempt == 0 {
@@ -556,9 +572,15 @@ impl Driver {
         }
     }
 
-    /// Queues an entry, submitting first when the queue is full.
+    /// Queues an entry that posts a completion, submitting first when the
+    /// queue is full.
     fn push(&mut self, entry: &squeue::Entry) {
         self.ops_total += 1;
+        self.push_uncounted(entry);
+    }
+
+    /// Queues an entry whose completion is not awaited (a quiet send).
+    fn push_uncounted(&mut self, entry: &squeue::Entry) {
         loop {
             // SAFETY: every entry's buffers (request bytes, sockaddr, msghdr,
             // eventfd buffer) stay valid until its completion, by the `ops`
@@ -601,6 +623,16 @@ impl Driver {
             }
             let (idx, gen, op) = split_user_data(ud);
             let final_cqe = op != OP_RECV || !cqueue::more(flags);
+            if op == OP_SEND_QUIET {
+                // Only a failure posts one; it holds no count.
+                if let Some(c) = self.conns.get(idx).and_then(|c| c.as_deref()) {
+                    if gen == (c.gen & 0x00ff_ffff) && c.state != State::Exited && res < 0 {
+                        self.on_send_error(idx, -res);
+                        self.maybe_free(idx);
+                    }
+                }
+                continue;
+            }
             if final_cqe {
                 self.ops_total -= 1;
             }
@@ -867,7 +899,9 @@ impl Driver {
     fn spawn(&mut self, lane: usize) {
         let conn = Box::new(Conn::new(lane));
         let idx = match self.free.pop() {
-            Some(idx) => {
+            Some((idx, gen)) => {
+                let mut conn = conn;
+                conn.gen = gen;
                 self.conns[idx] = Some(conn);
                 idx
             }
@@ -1042,23 +1076,41 @@ impl Driver {
 
     fn push_send(&mut self, idx: usize) {
         let c = self.conns[idx].as_deref_mut().expect("live connection");
-        let is_head = self.shared.prepared[c.request_idx].is_head;
+        let prepared = &self.shared.prepared[c.request_idx];
+        let is_head = prepared.is_head;
+        let bodiless = prepared.body.is_empty();
+        let traced = c.trace.is_some() && prepared.traceparent_at.is_some();
         let bytes = self
             .shared
             .request_bytes(c.request_idx, c.trace, &mut c.scratch);
         let (ptr, len) = (bytes.as_ptr(), bytes.len());
+        // Quiet: bytes that live as long as the run (not the connection's
+        // scratch, which a failed send's connection may reuse), small, and
+        // with no body a server could answer before reading.
+        let quiet = bodiless && !traced && len <= QUIET_SEND_MAX;
         c.state = State::Busy;
         c.reader = ResponseReader::new(is_head);
         c.exchanges += 1;
         c.t.bytes_sent += len as u64;
-        c.ops += 1;
-        c.send_pending = true;
-        let entry = opcode::Send::new(types::Fd(c.fd), ptr, len as u32)
+        let send = opcode::Send::new(types::Fd(c.fd), ptr, len as u32)
             .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
-            .build()
-            .user_data(user_data(idx, c.gen, OP_SEND));
+            .build();
+        let entry = if quiet {
+            // One completion fewer per request: the wait is for responses.
+            send.flags(squeue::Flags::SKIP_SUCCESS)
+                .user_data(user_data(idx, c.gen, OP_SEND_QUIET))
+        } else {
+            c.ops += 1;
+            c.send_pending = true;
+            self.loud_sends += 1;
+            send.user_data(user_data(idx, c.gen, OP_SEND))
+        };
         let leftover = !c.carry.is_empty();
-        self.push(&entry);
+        if quiet {
+            self.push_uncounted(&entry);
+        } else {
+            self.push(&entry);
+        }
         self.to_stamp.push(idx);
         if leftover {
             // Bytes that came before the request: the response starts with them.
@@ -1157,8 +1209,9 @@ impl Driver {
             .as_deref()
             .is_some_and(|c| c.state == State::Exited && c.ops == 0)
         {
+            let gen = self.conns[idx].as_deref().map_or(0, |c| c.gen);
             self.conns[idx] = None;
-            self.free.push(idx);
+            self.free.push((idx, gen.wrapping_add(1)));
         }
     }
 
@@ -1220,6 +1273,9 @@ impl Driver {
                     continue;
                 }
                 let (_, _, op) = split_user_data(ud);
+                if op == OP_SEND_QUIET && ud != WAKE_UD {
+                    continue;
+                }
                 if ud == WAKE_UD || op != OP_RECV || !cqueue::more(cqe.flags()) {
                     self.ops_total -= 1;
                 }
@@ -1286,11 +1342,90 @@ mod tests {
             (0, 0, OP_CONNECT),
             (12_345, 0x00ab_cdef, OP_RECV),
             (7, 1, OP_CLOSE),
+            (3, 9, OP_SEND_QUIET),
         ] {
             assert_eq!(split_user_data(user_data(idx, gen, op)), (idx, gen, op));
         }
         // The generation wraps within its 24 bits.
         assert_eq!(split_user_data(user_data(1, 0x0100_0002, OP_SEND)).1, 2);
+    }
+
+    /// What quiet sends rely on: with `IOSQE_CQE_SKIP_SUCCESS` a send that
+    /// succeeds posts nothing, and one that fails still posts its error.
+    #[test]
+    fn quiet_sends_post_only_their_failures() {
+        use std::io::{Read, Write};
+        use std::os::fd::AsRawFd;
+        if let Err(why) = available() {
+            eprintln!("io_uring unavailable here ({why}): nothing to check");
+            return;
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let mut ring = new_ring().unwrap();
+        let bytes = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let quiet_send = |ring: &mut IoUring, tag: u64| {
+            let entry = opcode::Send::new(
+                types::Fd(client.as_raw_fd()),
+                bytes.as_ptr(),
+                bytes.len() as u32,
+            )
+            .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(user_data(1, tag as u32, OP_SEND_QUIET));
+            // SAFETY: `bytes` is static; the socket outlives the ring's use.
+            unsafe { ring.submission().push(&entry) }.unwrap();
+            let ts = types::Timespec::new().nsec(200_000_000);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            let _ = ring.submitter().submit_with_args(1, &args);
+            ring.completion()
+                .map(|c| (c.user_data(), c.result()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(quiet_send(&mut ring, 1), vec![], "a success posted");
+        let mut got = vec![0; bytes.len()];
+        server.read_exact(&mut got).unwrap();
+        assert_eq!(&got[..], &bytes[..]);
+
+        // The server resets the connection; the client sees it before sending.
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt on our socket with a valid linger.
+        unsafe {
+            libc::setsockopt(
+                server.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        server.write_all(b"x").unwrap();
+        drop(server);
+        let mut pfd = libc::pollfd {
+            fd: client.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, 2_000) };
+        assert_ne!(
+            pfd.revents & (libc::POLLHUP | libc::POLLERR),
+            0,
+            "no reset seen"
+        );
+        let failed = quiet_send(&mut ring, 2);
+        assert_eq!(failed.len(), 1, "a failure posted nothing: {failed:?}");
+        let (ud, res) = failed[0];
+        assert_eq!(split_user_data(ud), (1, 2, OP_SEND_QUIET));
+        assert!(
+            [-libc::ECONNRESET, -libc::EPIPE].contains(&res),
+            "result {res}"
+        );
     }
 
     #[test]
