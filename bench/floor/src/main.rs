@@ -40,6 +40,13 @@ fn main() {
             args.get(6).map_or(0, |m| m.parse().expect("MIN_WAIT_US")),
             args[4] == "msts",
         ),
+        "poll" | "pollts" => polled_loop(
+            &streams,
+            &req,
+            secs,
+            args.get(6).map_or(100, |m| m.parse().expect("PERIOD_US")),
+            args[4] == "pollts",
+        ),
         other => panic!("unknown mode {other}"),
     };
     println!("{count} requests, {:.0} req/s", count as f64 / secs as f64);
@@ -327,6 +334,106 @@ fn multishot_loop(
         eprintln!("mean delay from kernel receive to processing: {:.1} us", lag_sum as f64 / stamped.max(1) as f64 / 1e3);
         eprintln!("{stamped} of {count} responses stamped");
     }
+    count
+}
+
+/// No receive armed between polls (so the server's send wakes no one): every
+/// PERIOD_US the loop sends the requests for the responses it has, sleeps,
+/// then tries a non-blocking `recvmsg` (`MSG_DONTWAIT`: no poll armed when
+/// empty) on every connection with a request out, all in one submit.
+fn polled_loop(streams: &[TcpStream], req: &[u8], secs: u64, period_us: u32, stamps: bool) -> u64 {
+    let mut ring: IoUring = IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_cqsize(4096)
+        .build(1024)
+        .expect("io_uring");
+    let n = streams.len();
+    let mut bufs: Vec<Vec<u8>> = (0..n).map(|_| vec![0u8; 2048]).collect();
+    let mut iovs: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() })
+        .collect();
+    let mut ctrl = vec![[0u64; 8]; n];
+    let mut hdrs: Vec<libc::msghdr> = (0..n)
+        .map(|i| {
+            // SAFETY: an all-zero msghdr is valid.
+            let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+            h.msg_iov = &mut iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = ctrl[i].as_mut_ptr().cast();
+            h.msg_controllen = 64;
+            h
+        })
+        .collect();
+    let on: libc::c_int = 1;
+    for s in streams {
+        if stamps {
+            // SAFETY: setsockopt on an owned socket.
+            unsafe {
+                libc::setsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, (&on as *const libc::c_int).cast(), 4);
+            }
+        }
+    }
+    let send = |ring: &mut IoUring, i: usize| {
+        let fd = types::Fd(streams[i].as_raw_fd());
+        let e = opcode::Send::new(fd, req.as_ptr(), req.len() as u32)
+            .build()
+            .flags(squeue::Flags::SKIP_SUCCESS)
+            .user_data(u64::MAX);
+        // SAFETY: the request outlives the ring's use of it.
+        unsafe { ring.submission().push(&e).expect("room") };
+    };
+    let mut ready: Vec<usize> = (0..n).collect();
+    let mut out = vec![false; n];
+    let end = Instant::now() + Duration::from_secs(secs);
+    let (mut count, mut done, mut empty) = (0u64, false, 0u64);
+    let ts = types::Timespec::new().nsec(period_us * 1000);
+    loop {
+        for i in ready.drain(..) {
+            if !done {
+                send(&mut ring, i);
+                out[i] = true;
+            }
+        }
+        if !out.iter().any(|&o| o) {
+            break;
+        }
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match ring.submitter().submit_with_args(1 << 20, &args) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
+            Err(e) => panic!("io_uring_enter: {e}"),
+        }
+        for (i, o) in out.iter().enumerate() {
+            if *o {
+                hdrs[i].msg_controllen = 64;
+                let e = opcode::RecvMsg::new(types::Fd(streams[i].as_raw_fd()), &mut hdrs[i])
+                    .flags(libc::MSG_DONTWAIT as u32)
+                    .build()
+                    .user_data(i as u64);
+                // SAFETY: the msghdr and buffers outlive the ring's use of them.
+                unsafe { ring.submission().push(&e).expect("room") };
+            }
+        }
+        ring.submit().expect("submit");
+        for cqe in ring.completion() {
+            let i = cqe.user_data() as usize;
+            if i == u64::MAX as usize {
+                panic!("send failed {}", cqe.result());
+            }
+            if cqe.result() == -libc::EAGAIN {
+                empty += 1;
+                continue;
+            }
+            assert!(cqe.result() > 0, "recv {} for {i}", cqe.result());
+            count += 1;
+            out[i] = false;
+            ready.push(i);
+        }
+        done = done || Instant::now() >= end;
+    }
+    eprintln!("{empty} empty receives ({:.2} per response)", empty as f64 / count.max(1) as f64);
     count
 }
 

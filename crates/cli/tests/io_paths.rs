@@ -4,7 +4,10 @@
 //! close-delimited, cut into many segments, heads larger than one receive
 //! buffer, malformed, reset, closed — the same requests end the same way,
 //! with the same bytes counted. Each case runs both paths against the same
-//! server on 127.0.0.1:0 and compares the summaries.
+//! server on 127.0.0.1:0 and compares the summaries. The io_uring path runs
+//! twice: with its receives armed (what light load gets) and polled (what a
+//! busy thread with many requests in flight switches to), pinned by
+//! `CHOKEPOINT_URING_RECEIVE`.
 
 mod support;
 
@@ -100,10 +103,20 @@ struct Outcome {
     bytes_received: u64,
 }
 
+/// The ways plain HTTP/1.1 is read: `epoll`, and io_uring with its
+/// receives `armed` or `polled`.
+const PATHS: [&str; 3] = ["epoll", "io_uring", "io_uring-polled"];
+
+/// `io` is one of [`PATHS`].
 fn run_with(io: &str, url: &str, extra: &[&str]) -> (Outcome, serde_json::Value) {
-    let mut args = vec![url, "--io", io, "--timeout", "2s"];
+    let (flag, receive) = match io {
+        "io_uring-polled" => ("io_uring", "polled"),
+        "io_uring" => ("io_uring", "armed"),
+        other => (other, ""),
+    };
+    let mut args = vec![url, "--io", flag, "--timeout", "2s"];
     args.extend_from_slice(extra);
-    let s = run_json(&args, 0, LIMIT);
+    let s = run_json_env(&args, &[("CHOKEPOINT_URING_RECEIVE", receive)], 0, LIMIT);
     let outcome = Outcome {
         requests: u(&s["requests"]),
         ok: u(&s["ok"]),
@@ -113,8 +126,8 @@ fn run_with(io: &str, url: &str, extra: &[&str]) -> (Outcome, serde_json::Value)
     (outcome, s)
 }
 
-/// Runs `extra` against a server answering `answer` on both paths; returns
-/// the io_uring path's outcome after checking that epoll's is the same.
+/// Runs `extra` against a server answering `answer` on every path; returns
+/// the io_uring path's outcome after checking that the others' are the same.
 fn same_on_both(name: &str, answer: Answer, extra: &[&str]) -> Outcome {
     let server = server(answer);
     let url = server.url("/");
@@ -124,12 +137,17 @@ fn same_on_both(name: &str, answer: Answer, extra: &[&str]) -> Outcome {
         eprintln!("{name}: io_uring unavailable here, epoll path only: {epoll:?}");
         return epoll;
     };
-    let (uring, s) = run_with("io_uring", &url, extra);
-    assert_eq!(s["io"], "io_uring", "{name}");
-    assert_eq!(
-        uring, epoll,
-        "case `{name}`: io_uring (left) and epoll (right) differ"
-    );
+    let mut uring = None;
+    for io in &PATHS[1..] {
+        let (o, s) = run_with(io, &url, extra);
+        assert_eq!(s["io"], "io_uring", "{name}");
+        assert_eq!(
+            o, epoll,
+            "case `{name}`: {io} (left) and epoll (right) differ"
+        );
+        uring = Some(o);
+    }
+    let uring = uring.expect("an io_uring path");
     eprintln!("{name}: {uring:?}");
     uring
 }
@@ -278,8 +296,8 @@ fn idle_closes_are_retried_alike() {
             tokio::time::sleep(Duration::from_millis(15)).await;
         }
     });
-    for io in ["epoll", "io_uring"] {
-        if io == "io_uring" && chokepoint_engine::uring_available().is_err() {
+    for io in PATHS {
+        if io != "epoll" && chokepoint_engine::uring_available().is_err() {
             continue;
         }
         let (o, s) = run_with(io, &server.url("/"), &["--rate", "50", "-z", "1s"]);
@@ -324,8 +342,8 @@ fn ipv6_targets_work_alike() {
         }
     });
     let url = format!("http://[::1]:{port}/");
-    for io in ["epoll", "io_uring"] {
-        if io == "io_uring" && chokepoint_engine::uring_available().is_err() {
+    for io in PATHS {
+        if io != "epoll" && chokepoint_engine::uring_available().is_err() {
             continue;
         }
         let (o, _) = run_with(io, &url, &["-c", "3", "-n", "30"]);

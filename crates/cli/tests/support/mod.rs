@@ -173,8 +173,14 @@ where
 
 /// Runs the real binary with a hard time limit; prints everything on failure paths.
 pub fn chokepoint(args: &[&str], limit: Duration) -> Output {
+    chokepoint_env(args, &[], limit)
+}
+
+/// [`chokepoint`] with extra environment variables.
+pub fn chokepoint_env(args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chokepoint"))
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -200,9 +206,19 @@ pub fn chokepoint(args: &[&str], limit: Duration) -> Output {
 
 /// Runs with `--json` and returns the parsed summary; panics (with output) unless the exit code is `code`.
 pub fn run_json(args: &[&str], code: i32, limit: Duration) -> serde_json::Value {
+    run_json_env(args, &[], code, limit)
+}
+
+/// [`run_json`] with extra environment variables.
+pub fn run_json_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+    code: i32,
+    limit: Duration,
+) -> serde_json::Value {
     let mut all: Vec<&str> = vec!["run", "--json", "--quiet"];
     all.extend_from_slice(args);
-    let out = chokepoint(&all, limit);
+    let out = chokepoint_env(&all, env, limit);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
