@@ -1,4 +1,5 @@
-//! `floor ADDR CONNECTIONS SECONDS epoll|uring [BATCH]`: keeps CONNECTIONS
+//! `floor ADDR CONNECTIONS SECONDS MODE [BATCH [MIN_WAIT_US|PERIOD_US]]`
+//! (MODE: epoll, uring, uts, ms, msts, poll, pollts): keeps CONNECTIONS
 //! keep-alive connections busy with `GET /` for SECONDS and prints
 //! "N requests, R req/s". Assumes each response arrives in one read (true of
 //! nginx's 12-byte test page on loopback): it is a measuring stick for the
@@ -13,7 +14,7 @@ use io_uring::{opcode, squeue, types, IoUring};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 5 {
-        eprintln!("usage: floor ADDR CONNECTIONS SECONDS epoll|uring|ms|msts [BATCH [MIN_WAIT_US]]");
+        eprintln!("usage: floor ADDR CONNECTIONS SECONDS epoll|uring|uts|ms|msts|poll|pollts [BATCH [MIN_WAIT_US|PERIOD_US]]");
         std::process::exit(2);
     }
     let addr = &args[1];
