@@ -28,7 +28,7 @@
 //!   (`MSG_DONTWAIT`) on every connection whose request is old enough to be
 //!   likely answered, all in one submit, then sleeps until the next one is.
 //!   With no receive armed, the server's send wakes no one: against one
-//!   nginx worker that cut nginx's CPU per request by 5-8% (it is the
+//!   nginx worker that cut nginx's CPU per request by 3-7% (it is the
 //!   server's cost that sets throughput there). The age is tuned so that
 //!   most polls find a response; the kernel receive stamps keep latency
 //!   exact while a response waits for its poll. A slow target (polls mostly
@@ -1209,7 +1209,7 @@ impl Driver {
         let want = match self.force_receive {
             Some(polled) => polled,
             None if self.polled => {
-                // Give up where responses are rare even at the longest period.
+                // Give up where responses are rare even at the longest age.
                 let rare = self.poll_age_ns >= POLL_AGE_MAX_NS
                     && empties > POLL_GIVE_UP_RATIO * hits.max(1);
                 if rare {
