@@ -100,34 +100,12 @@ fn uring_loop(streams: &[TcpStream], req: &[u8], secs: u64, batch: usize, stamps
         .setup_defer_taskrun()
         .build(1024)
         .expect("io_uring");
-    let mut bufs: Vec<Vec<u8>> = (0..streams.len()).map(|_| vec![0u8; 4096]).collect();
-    // Per connection: an iovec over its buffer, a control buffer and a msghdr (recvmsg with stamps).
-    let mut iovs: Vec<libc::iovec> = bufs
-        .iter_mut()
-        .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() })
-        .collect();
-    let mut ctrl = vec![[0u64; 8]; streams.len()];
-    let mut hdrs: Vec<libc::msghdr> = (0..streams.len())
-        .map(|i| {
-            // SAFETY: an all-zero msghdr is valid.
-            let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-            h.msg_iov = &mut iovs[i];
-            h.msg_iovlen = 1;
-            h.msg_control = ctrl[i].as_mut_ptr().cast();
-            h.msg_controllen = 64;
-            h
-        })
-        .collect();
+    // Bound whole: the msghdrs point into the other fields.
+    let mut mb = msg_bufs(streams.len(), 4096);
     if stamps {
-        for s in streams {
-            let on: libc::c_int = 1;
-            // SAFETY: setsockopt on an owned socket.
-            unsafe {
-                libc::setsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, (&on as *const libc::c_int).cast(), 4);
-            }
-        }
+        stamp_receives(streams);
     }
-    let hdr_ptrs: Vec<*mut libc::msghdr> = hdrs.iter_mut().map(|h| h as *mut libc::msghdr).collect();
+    let hdr_ptrs: Vec<*mut libc::msghdr> = mb.hdrs.iter_mut().map(|h| h as *mut libc::msghdr).collect();
     let push = |ring: &mut IoUring, i: usize, buf: &mut Vec<u8>| {
         let fd = types::Fd(streams[i].as_raw_fd());
         let send = opcode::Send::new(fd, req.as_ptr(), req.len() as u32)
@@ -149,7 +127,7 @@ fn uring_loop(streams: &[TcpStream], req: &[u8], secs: u64, batch: usize, stamps
             sq.push(&recv).expect("room in the queue");
         }
     };
-    for (i, buf) in bufs.iter_mut().enumerate() {
+    for (i, buf) in mb.bufs.iter_mut().enumerate() {
         push(&mut ring, i, buf);
     }
     let end = Instant::now() + Duration::from_secs(secs);
@@ -177,7 +155,7 @@ fn uring_loop(streams: &[TcpStream], req: &[u8], secs: u64, batch: usize, stamps
             if done {
                 inflight -= 1;
             } else {
-                push(&mut ring, i, &mut bufs[i]);
+                push(&mut ring, i, &mut mb.bufs[i]);
             }
         }
     }
@@ -200,12 +178,7 @@ fn multishot_loop(
 ) -> u64 {
     const ENTRIES: u16 = 1024;
     const BUF: usize = 2048;
-    let mut ring: IoUring = IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_cqsize(4096)
-        .build(1024)
-        .expect("io_uring");
+    let mut ring = big_cq_ring();
     let layout = std::alloc::Layout::from_size_align(ENTRIES as usize * 16, 4096).unwrap();
     // SAFETY: a non-zero layout; the memory lives until the process exits.
     let ring_mem = unsafe { std::alloc::alloc_zeroed(layout) } as *mut types::BufRingEntry;
@@ -238,23 +211,13 @@ fn multishot_loop(
         }
     };
     publish(tail);
-    let on: libc::c_int = 1;
     let mut msghdr: libc::msghdr = unsafe { std::mem::zeroed() };
     msghdr.msg_controllen = 32;
+    if stamps {
+        stamp_receives(streams);
+    }
     for (i, s) in streams.iter().enumerate() {
         let fd = types::Fd(s.as_raw_fd());
-        if stamps {
-            // SAFETY: setsockopt on an owned socket.
-            unsafe {
-                libc::setsockopt(
-                    s.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_TIMESTAMPNS,
-                    (&on as *const libc::c_int).cast(),
-                    4,
-                );
-            }
-        }
         let recv = if stamps {
             opcode::RecvMsgMulti::new(fd, &msghdr, 0).build()
         } else {
@@ -321,13 +284,7 @@ fn multishot_loop(
             if done {
                 inflight -= 1;
             } else {
-                let fd = types::Fd(streams[i].as_raw_fd());
-                let send = opcode::Send::new(fd, req.as_ptr(), req.len() as u32)
-                    .build()
-                    .flags(squeue::Flags::SKIP_SUCCESS)
-                    .user_data(u64::MAX);
-                // SAFETY: the request outlives the ring's use of it.
-                unsafe { ring.submission().push(&send).expect("room") };
+                quiet_send(&mut ring, &streams[i], req);
             }
         }
     }
@@ -343,48 +300,13 @@ fn multishot_loop(
 /// then tries a non-blocking `recvmsg` (`MSG_DONTWAIT`: no poll armed when
 /// empty) on every connection with a request out, all in one submit.
 fn polled_loop(streams: &[TcpStream], req: &[u8], secs: u64, period_us: u32, stamps: bool) -> u64 {
-    let mut ring: IoUring = IoUring::builder()
-        .setup_single_issuer()
-        .setup_defer_taskrun()
-        .setup_cqsize(4096)
-        .build(1024)
-        .expect("io_uring");
+    let mut ring = big_cq_ring();
     let n = streams.len();
-    let mut bufs: Vec<Vec<u8>> = (0..n).map(|_| vec![0u8; 2048]).collect();
-    let mut iovs: Vec<libc::iovec> = bufs
-        .iter_mut()
-        .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() })
-        .collect();
-    let mut ctrl = vec![[0u64; 8]; n];
-    let mut hdrs: Vec<libc::msghdr> = (0..n)
-        .map(|i| {
-            // SAFETY: an all-zero msghdr is valid.
-            let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-            h.msg_iov = &mut iovs[i];
-            h.msg_iovlen = 1;
-            h.msg_control = ctrl[i].as_mut_ptr().cast();
-            h.msg_controllen = 64;
-            h
-        })
-        .collect();
-    let on: libc::c_int = 1;
-    for s in streams {
-        if stamps {
-            // SAFETY: setsockopt on an owned socket.
-            unsafe {
-                libc::setsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, (&on as *const libc::c_int).cast(), 4);
-            }
-        }
+    // Bound whole: the msghdrs point into the other fields.
+    let mut mb = msg_bufs(n, 2048);
+    if stamps {
+        stamp_receives(streams);
     }
-    let send = |ring: &mut IoUring, i: usize| {
-        let fd = types::Fd(streams[i].as_raw_fd());
-        let e = opcode::Send::new(fd, req.as_ptr(), req.len() as u32)
-            .build()
-            .flags(squeue::Flags::SKIP_SUCCESS)
-            .user_data(u64::MAX);
-        // SAFETY: the request outlives the ring's use of it.
-        unsafe { ring.submission().push(&e).expect("room") };
-    };
     let mut ready: Vec<usize> = (0..n).collect();
     let mut out = vec![false; n];
     let end = Instant::now() + Duration::from_secs(secs);
@@ -393,7 +315,7 @@ fn polled_loop(streams: &[TcpStream], req: &[u8], secs: u64, period_us: u32, sta
     loop {
         for i in ready.drain(..) {
             if !done {
-                send(&mut ring, i);
+                quiet_send(&mut ring, &streams[i], req);
                 out[i] = true;
             }
         }
@@ -408,8 +330,8 @@ fn polled_loop(streams: &[TcpStream], req: &[u8], secs: u64, period_us: u32, sta
         }
         for (i, o) in out.iter().enumerate() {
             if *o {
-                hdrs[i].msg_controllen = 64;
-                let e = opcode::RecvMsg::new(types::Fd(streams[i].as_raw_fd()), &mut hdrs[i])
+                mb.hdrs[i].msg_controllen = 64;
+                let e = opcode::RecvMsg::new(types::Fd(streams[i].as_raw_fd()), &mut mb.hdrs[i])
                     .flags(libc::MSG_DONTWAIT as u32)
                     .build()
                     .user_data(i as u64);
@@ -436,6 +358,68 @@ fn polled_loop(streams: &[TcpStream], req: &[u8], secs: u64, period_us: u32, sta
     }
     eprintln!("{empty} empty receives ({:.2} per response)", empty as f64 / count.max(1) as f64);
     count
+}
+
+/// Per connection: a buffer, an iovec over it, a control buffer (room for
+/// the receive stamp) and a msghdr naming both, for `recvmsg`. The msghdrs
+/// point into the other vectors' heap memory, which moving them keeps.
+struct MsgBufs {
+    bufs: Vec<Vec<u8>>,
+    hdrs: Vec<libc::msghdr>,
+    _iovs: Vec<libc::iovec>,
+    _ctrl: Vec<[u64; 8]>,
+}
+
+fn msg_bufs(n: usize, size: usize) -> MsgBufs {
+    let mut bufs: Vec<Vec<u8>> = (0..n).map(|_| vec![0u8; size]).collect();
+    let mut iovs: Vec<libc::iovec> = bufs
+        .iter_mut()
+        .map(|b| libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() })
+        .collect();
+    let mut ctrl = vec![[0u64; 8]; n];
+    let hdrs = (0..n)
+        .map(|i| {
+            // SAFETY: an all-zero msghdr is valid.
+            let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+            h.msg_iov = &mut iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = ctrl[i].as_mut_ptr().cast();
+            h.msg_controllen = 64;
+            h
+        })
+        .collect();
+    MsgBufs { bufs, hdrs, _iovs: iovs, _ctrl: ctrl }
+}
+
+/// A ring with deferred task work and room for 4096 completions.
+fn big_cq_ring() -> IoUring {
+    IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_cqsize(4096)
+        .build(1024)
+        .expect("io_uring")
+}
+
+/// Queues a send that posts a completion only if it fails.
+fn quiet_send(ring: &mut IoUring, stream: &TcpStream, req: &[u8]) {
+    let send = opcode::Send::new(types::Fd(stream.as_raw_fd()), req.as_ptr(), req.len() as u32)
+        .build()
+        .flags(squeue::Flags::SKIP_SUCCESS)
+        .user_data(u64::MAX);
+    // SAFETY: the request outlives the ring's use of it.
+    unsafe { ring.submission().push(&send).expect("room") };
+}
+
+/// `SO_TIMESTAMPNS` on every socket: the kernel stamps each response.
+fn stamp_receives(streams: &[TcpStream]) {
+    let on: libc::c_int = 1;
+    for s in streams {
+        // SAFETY: setsockopt on an owned socket.
+        unsafe {
+            libc::setsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, (&on as *const libc::c_int).cast(), 4);
+        }
+    }
 }
 
 fn realtime_ns() -> u64 {
