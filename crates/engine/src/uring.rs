@@ -300,6 +300,11 @@ enum State {
     Exited,
 }
 
+/// Room for one control message holding a `timespec` (`CMSG_SPACE`), aligned
+/// as a `cmsghdr`.
+#[repr(C, align(8))]
+struct Control([u8; 32]);
+
 /// One connection (a worker of the tokio path) and its request in progress.
 struct Conn {
     lane: usize,
@@ -324,7 +329,7 @@ struct Conn {
     /// The polled receive's message header and control buffer (its kernel
     /// receive stamp); the connection is boxed, so their addresses hold.
     poll_msg: libc::msghdr,
-    poll_control: [u64; 4],
+    poll_control: Control,
     /// Claimed a first slot (the coordinator counts workers still starting).
     started: bool,
     addr_idx: usize,
@@ -360,7 +365,7 @@ impl Conn {
             poll_at_ns: 0,
             // SAFETY: all-zero is a valid msghdr (no name, no iovec).
             poll_msg: unsafe { std::mem::zeroed() },
-            poll_control: [0; 4],
+            poll_control: Control([0; 32]),
             started: false,
             addr_idx: 0,
             // SAFETY: all-zero is a valid sockaddr_storage.
@@ -487,6 +492,7 @@ impl Driver {
         // SAFETY: prctl on the calling thread only.
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1u64, 0u64, 0u64, 0u64) };
         let open_model = matches!(shared.schedule.model(), LoadModel::Open { .. });
+        let force_receive = forced_receive_mode();
         let now = now_ns();
         let mut driver = Driver {
             rng: fastrand::Rng::with_seed(
@@ -519,8 +525,8 @@ impl Driver {
             ops_total: 0,
             cqes: Vec::with_capacity(CQ_ENTRIES as usize),
             batching: false,
-            polled: false,
-            force_receive: forced_receive_mode(),
+            polled: force_receive == Some(true),
+            force_receive,
             poll_age_ns: 0,
             poll_next_ns: u64::MAX,
             poll_hits: 0,
@@ -530,7 +536,6 @@ impl Driver {
             armed_until_ns: 0,
             repoll: Vec::new(),
         };
-        driver.polled = driver.force_receive == Some(true);
         driver.arm_wake();
         Ok(driver)
     }
@@ -688,7 +693,9 @@ impl Driver {
         loop {
             // SAFETY: every entry's buffers (request bytes, sockaddr, msghdr,
             // eventfd buffer) stay valid until its completion, by the `ops`
-            // accounting that keeps connections alive until then.
+            // accounting that keeps connections alive until then; a quiet
+            // send's bytes are the run's prepared request, alive as long as
+            // `shared`.
             if unsafe { self.ring.submission().push(entry) }.is_ok() {
                 return;
             }
@@ -726,17 +733,8 @@ impl Driver {
                 continue;
             }
             let (idx, gen, op) = split_user_data(ud);
-            let final_cqe = op != OP_RECV || !cqueue::more(flags);
-            if op == OP_SEND_QUIET {
-                // Only a failure posts one; it holds no count.
-                if let Some(c) = self.conns.get(idx).and_then(|c| c.as_deref()) {
-                    if gen == (c.gen & 0x00ff_ffff) && c.state != State::Exited && res < 0 {
-                        self.on_send_error(idx, -res);
-                        self.maybe_free(idx);
-                    }
-                }
-                continue;
-            }
+            // A quiet send posts only when it fails, and holds no count.
+            let final_cqe = op != OP_SEND_QUIET && (op != OP_RECV || !cqueue::more(flags));
             if final_cqe {
                 self.ops_total -= 1;
             }
@@ -779,7 +777,7 @@ impl Driver {
                     }
                 }
                 OP_CONNECT if current => self.on_connect(idx, res),
-                OP_SEND if current => {
+                OP_SEND | OP_SEND_QUIET if current => {
                     c.send_pending = false;
                     if res < 0 {
                         self.on_send_error(idx, -res);
@@ -807,8 +805,7 @@ impl Driver {
             return;
         }
         if res < 0 {
-            let closed = matches!(-res, libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED);
-            self.on_read_end(idx, Some(closed));
+            self.on_read_end(idx, Some(closed_by_peer(-res)));
             return;
         }
         let (Some(bid), true) = (bid, res > 0) else {
@@ -946,8 +943,7 @@ impl Driver {
         if c.state != State::Busy {
             return;
         }
-        let closed = matches!(errno, libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED);
-        let error = if c.exchanges > 1 && closed {
+        let error = if c.exchanges > 1 && closed_by_peer(errno) {
             ExchangeError::Stale
         } else {
             ExchangeError::Failed(ErrorKind::Io)
@@ -1281,6 +1277,8 @@ impl Driver {
     fn tune_poll_age(&mut self) {
         let hits = std::mem::take(&mut self.poll_hits);
         let empties = std::mem::take(&mut self.poll_empties);
+        self.window_hits += hits;
+        self.window_empties += empties;
         if empties * 3 > hits {
             self.poll_age_ns = (self.poll_age_ns * 5 / 4)
                 .max(self.poll_age_ns + 2_000)
@@ -1295,8 +1293,8 @@ impl Driver {
         if c.fd < 0 || c.poll_out {
             return;
         }
-        c.poll_msg.msg_control = c.poll_control.as_mut_ptr().cast();
-        c.poll_msg.msg_controllen = std::mem::size_of_val(&c.poll_control) as _;
+        c.poll_msg.msg_control = c.poll_control.0.as_mut_ptr().cast();
+        c.poll_msg.msg_controllen = c.poll_control.0.len() as _;
         c.poll_msg.msg_iovlen = 0;
         c.poll_out = true;
         c.ops += 1;
@@ -1313,17 +1311,13 @@ impl Driver {
         match res {
             r if r == -libc::EAGAIN => {
                 self.poll_empties += 1;
-                self.window_empties += 1;
                 let c = self.conns[idx].as_deref_mut().expect("live connection");
                 c.poll_at_ns = now_ns() + (self.poll_age_ns / 4).max(POLL_PERIOD_MIN_NS);
                 self.poll_next_ns = self.poll_next_ns.min(c.poll_at_ns);
             }
             // Out of buffers: the data waits for the next poll.
             r if r == -libc::ENOBUFS => {}
-            r if r < 0 => {
-                let closed = matches!(-r, libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED);
-                self.on_read_end(idx, Some(closed));
-            }
+            r if r < 0 => self.on_read_end(idx, Some(closed_by_peer(-r))),
             0 => self.on_read_end(idx, None),
             r => {
                 let Some(bid) = bid else {
@@ -1331,15 +1325,11 @@ impl Driver {
                     return;
                 };
                 self.poll_hits += 1;
-                self.window_hits += 1;
                 let c = self.conns[idx].as_deref().expect("live connection");
-                let mut control = [0u8; 32];
+                let control = &c.poll_control.0;
                 // (usize with glibc, u32 with musl.)
                 #[allow(clippy::unnecessary_cast)]
                 let n = (c.poll_msg.msg_controllen as usize).min(control.len());
-                for (word, bytes) in c.poll_control.iter().zip(control.chunks_exact_mut(8)) {
-                    bytes.copy_from_slice(&word.to_ne_bytes());
-                }
                 let stamp = self.kernel_stamp(&control[..n], self.woke_ns);
                 let payload = self.bufs.data(bid, r as usize);
                 self.on_data(idx, payload, stamp);
@@ -1368,23 +1358,23 @@ impl Driver {
         c.reader = ResponseReader::new(is_head);
         c.exchanges += 1;
         c.t.bytes_sent += len as u64;
+        let leftover = !c.carry.is_empty();
         let send = opcode::Send::new(types::Fd(c.fd), ptr, len as u32)
             .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
             .build();
-        let entry = if quiet {
+        if quiet {
             // One completion fewer per request: the wait is for responses.
-            send.flags(squeue::Flags::SKIP_SUCCESS)
-                .user_data(user_data(idx, c.gen, OP_SEND_QUIET))
+            let entry = send.flags(squeue::Flags::SKIP_SUCCESS).user_data(user_data(
+                idx,
+                c.gen,
+                OP_SEND_QUIET,
+            ));
+            self.push_uncounted(&entry);
         } else {
             c.ops += 1;
             c.send_pending = true;
             self.loud_sends += 1;
-            send.user_data(user_data(idx, c.gen, OP_SEND))
-        };
-        let leftover = !c.carry.is_empty();
-        if quiet {
-            self.push_uncounted(&entry);
-        } else {
+            let entry = send.user_data(user_data(idx, c.gen, OP_SEND));
             self.push(&entry);
         }
         self.to_stamp.push(idx);
@@ -1550,7 +1540,7 @@ impl Driver {
                     continue;
                 }
                 let (_, _, op) = split_user_data(ud);
-                if op == OP_SEND_QUIET && ud != WAKE_UD {
+                if op == OP_SEND_QUIET {
                     continue;
                 }
                 if ud == WAKE_UD || op != OP_RECV || !cqueue::more(cqe.flags()) {
@@ -1567,6 +1557,11 @@ impl Driver {
             std::mem::forget(self.shared);
         }
     }
+}
+
+/// Whether an error says the peer closed or reset the connection.
+fn closed_by_peer(errno: i32) -> bool {
+    matches!(errno, libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED)
 }
 
 /// `CHOKEPOINT_URING_RECEIVE=polled|armed` pins the receive mode (tests and
