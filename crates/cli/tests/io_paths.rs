@@ -306,6 +306,89 @@ fn idle_closes_are_retried_alike() {
     }
 }
 
+/// A socket the client closes itself (here: a request that timed out on a
+/// reused connection, whose socket io_uring holds in a registered slot)
+/// must reach the server as a close at once, not when the run ends. The
+/// server answers two requests on the first connection of a run (the second
+/// makes it a reused one) and none on the later ones (never reused: none
+/// takes over the first one's slot), holds the next request, and records
+/// how long after the hold the client's close came.
+#[test]
+fn sockets_the_client_closes_close_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
+    let closes: std::sync::Arc<std::sync::Mutex<Vec<Duration>>> = Default::default();
+    let accepted: std::sync::Arc<AtomicUsize> = Default::default();
+    let (seen, count) = (closes.clone(), accepted.clone());
+    let server = raw_server(move |mut stream| {
+        let seen = seen.clone();
+        let answers = if count.fetch_add(1, Ordering::SeqCst) == 0 {
+            2
+        } else {
+            0
+        };
+        async move {
+            for _ in 0..answers {
+                if !read_request(&mut stream).await {
+                    return;
+                }
+                let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                if stream.write_all(ok).await.is_err() {
+                    return;
+                }
+            }
+            if !read_request(&mut stream).await {
+                return;
+            }
+            let held = std::time::Instant::now();
+            let mut rest = [0u8; 64];
+            while let Ok(n) = stream.read(&mut rest).await {
+                if n == 0 {
+                    break;
+                }
+            }
+            seen.lock().unwrap().push(held.elapsed());
+        }
+    });
+    for io in PATHS {
+        if io != "epoll" && chokepoint_engine::uring_available().is_err() {
+            continue;
+        }
+        closes.lock().unwrap().clear();
+        accepted.store(0, Ordering::SeqCst);
+        let receive = if io == "io_uring-polled" {
+            "polled"
+        } else {
+            "armed"
+        };
+        let flag = if io == "epoll" { "epoll" } else { "io_uring" };
+        let args = [
+            server.url("/"),
+            "--io".into(),
+            flag.into(),
+            "-c".into(),
+            "1".into(),
+            "--timeout".into(),
+            "200ms".into(),
+            "-z".into(),
+            "3s".into(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let s = run_json_env(&args, &[("CHOKEPOINT_URING_RECEIVE", receive)], 0, LIMIT);
+        assert_eq!(u(&s["ok"]), 2, "{io}: {s}");
+        // Every close but those of the run's last second was seen.
+        std::thread::sleep(Duration::from_millis(200));
+        let closes = closes.lock().unwrap().clone();
+        assert!(closes.len() >= 3, "{io}: closes seen {closes:?}; {s}");
+        eprintln!("{io}: {closes:?}");
+        let late: Vec<_> = closes
+            .iter()
+            .filter(|d| **d > Duration::from_millis(1000))
+            .collect();
+        assert!(late.is_empty(), "{io}: closes late {late:?} of {closes:?}");
+    }
+}
+
 /// An IPv6 loopback target: both paths connect to [::1] and read alike.
 #[test]
 fn ipv6_targets_work_alike() {

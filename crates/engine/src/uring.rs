@@ -22,6 +22,12 @@
 //! - Small bodiless requests are sent *quietly* (`IOSQE_CQE_SKIP_SUCCESS`):
 //!   only a failed send posts a completion, so a busy loop's wake-ups count
 //!   responses only.
+//! - A reused connection's socket is also put in the ring's table of
+//!   registered files (one system call, at its second request), and its
+//!   sends and receives name the slot: the kernel skips the descriptor
+//!   lookup and reference count (`fget`/`fput`) each operation would
+//!   otherwise pay. Closing empties the slot first (the slot holds the
+//!   socket open).
 //! - Polled receive mode: a closed-model thread that is busy with at least
 //!   [`POLL_MIN_IN_FLIGHT`] requests in flight cancels its armed receives
 //!   and instead, each loop, tries one non-blocking `recvmsg`
@@ -122,6 +128,25 @@ const ARMED_AFTER_POLLED_NS: u64 = 1_000_000_000;
 /// and that the next request cannot overtake it.
 const QUIET_SEND_MAX: usize = 4096;
 const WAKE_UD: u64 = u64::MAX;
+/// Registered-file slots per ring (slot = connection index; connections past
+/// it use their plain descriptor). Capped by `RLIMIT_NOFILE` as the kernel
+/// requires.
+const FIXED_FILES_MAX: u32 = 16_384;
+
+/// Builds an operation on a connection's socket: through its registered
+/// slot when it has one (no descriptor lookup per operation), else through
+/// its descriptor.
+macro_rules! on_socket {
+    ($c:expr, $idx:expr, |$t:ident| $body:expr) => {
+        if $c.fixed {
+            let $t = types::Fixed($idx as u32);
+            $body
+        } else {
+            let $t = types::Fd($c.fd);
+            $body
+        }
+    };
+}
 
 fn user_data(idx: usize, gen: u32, op: u64) -> u64 {
     (idx as u64) << 32 | u64::from(gen & 0x00ff_ffff) << 8 | op
@@ -312,6 +337,9 @@ struct Conn {
     /// Bumped for every new socket: completions of an older one are ignored.
     gen: u32,
     fd: RawFd,
+    /// The socket also sits in the ring's registered-file slot numbered as
+    /// the connection.
+    fixed: bool,
     /// Operations in flight that name this connection.
     ops: u32,
     recv_armed: bool,
@@ -357,6 +385,7 @@ impl Conn {
             state: State::Gated,
             gen: 0,
             fd: -1,
+            fixed: false,
             ops: 0,
             recv_armed: false,
             connect_pending: false,
@@ -420,6 +449,8 @@ struct Driver {
     msghdr: Box<libc::msghdr>,
     wake_fd: RawFd,
     wake_buf: Box<u64>,
+    /// Size of the ring's registered-file table (0: none).
+    fixed_slots: u32,
     conns: Vec<Option<Box<Conn>>>,
     /// Free slots, each with the generation its next connection starts at:
     /// a quiet send's failure may still name the slot's previous socket.
@@ -482,6 +513,11 @@ impl Driver {
     ) -> io::Result<Self> {
         let ring = new_ring()?;
         let bufs = BufRing::new(&ring, BUF_COUNT, BUF_SIZE)?;
+        let fixed_slots = fixed_file_slots();
+        let fixed_slots = match ring.submitter().register_files_sparse(fixed_slots) {
+            Ok(()) => fixed_slots,
+            Err(_) => 0,
+        };
         // SAFETY: all-zero is a valid msghdr; only the lengths are read.
         let mut msghdr: Box<libc::msghdr> = Box::new(unsafe { std::mem::zeroed() });
         // SAFETY: pure arithmetic.
@@ -505,6 +541,7 @@ impl Driver {
             msghdr,
             wake_fd: wake.fd.as_raw_fd(),
             wake_buf: Box::new(0),
+            fixed_slots,
             conns: Vec::new(),
             free: Vec::new(),
             waiting: BinaryHeap::new(),
@@ -1188,9 +1225,13 @@ impl Driver {
         let c = self.conns[idx].as_deref_mut().expect("live connection");
         c.recv_armed = true;
         c.ops += 1;
-        let entry = opcode::RecvMsgMulti::new(types::Fd(c.fd), &*self.msghdr, BUF_GROUP)
-            .build()
-            .user_data(user_data(idx, c.gen, OP_RECV));
+        let entry = on_socket!(c, idx, |s| opcode::RecvMsgMulti::new(
+            s,
+            &*self.msghdr,
+            BUF_GROUP
+        )
+        .build())
+        .user_data(user_data(idx, c.gen, OP_RECV));
         self.push(&entry);
     }
 
@@ -1298,12 +1339,13 @@ impl Driver {
         c.poll_msg.msg_iovlen = 0;
         c.poll_out = true;
         c.ops += 1;
-        let entry = opcode::RecvMsg::new(types::Fd(c.fd), &mut c.poll_msg)
+        let msg: *mut libc::msghdr = &mut c.poll_msg;
+        let entry = on_socket!(c, idx, |s| opcode::RecvMsg::new(s, msg)
             .flags(libc::MSG_DONTWAIT as u32)
             .buf_group(BUF_GROUP)
-            .build()
-            .flags(squeue::Flags::BUFFER_SELECT)
-            .user_data(user_data(idx, c.gen, OP_RECV_POLL));
+            .build())
+        .flags(squeue::Flags::BUFFER_SELECT)
+        .user_data(user_data(idx, c.gen, OP_RECV_POLL));
         self.push(&entry);
     }
 
@@ -1354,14 +1396,23 @@ impl Driver {
         // scratch, which a failed send's connection may reuse), small, and
         // with no body a server could answer before reading.
         let quiet = bodiless && !traced && len <= QUIET_SEND_MAX;
+        if !c.fixed && c.exchanges == 1 && (idx as u32) < self.fixed_slots {
+            // Reused: worth a slot (one system call per connection, none for
+            // a connection that makes one exchange).
+            c.fixed = self
+                .ring
+                .submitter()
+                .register_files_update(idx as u32, &[c.fd])
+                .is_ok();
+        }
         c.state = State::Busy;
         c.reader = ResponseReader::new(is_head);
         c.exchanges += 1;
         c.t.bytes_sent += len as u64;
         let leftover = !c.carry.is_empty();
-        let send = opcode::Send::new(types::Fd(c.fd), ptr, len as u32)
+        let send = on_socket!(c, idx, |s| opcode::Send::new(s, ptr, len as u32)
             .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
-            .build();
+            .build());
         if quiet {
             // One completion fewer per request: the wait is for responses.
             let entry = send.flags(squeue::Flags::SKIP_SUCCESS).user_data(user_data(
@@ -1393,6 +1444,15 @@ impl Driver {
         }
         let fd = c.fd;
         c.fd = -1;
+        if c.fixed {
+            // The slot holds the socket open: empty it first. Operations in
+            // flight keep their own reference until cancelled.
+            c.fixed = false;
+            let _ = self
+                .ring
+                .submitter()
+                .register_files_update(idx as u32, &[-1]);
+        }
         let gen = c.gen;
         c.gen = c.gen.wrapping_add(1);
         c.recv_armed = false;
@@ -1521,6 +1581,21 @@ impl Driver {
     /// with our memory; what it still holds after that is leaked, never freed
     /// under it.
     fn shutdown(mut self) {
+        // Empty every registered slot in one call rather than one per socket.
+        let used = (self.conns.len() as u32).min(self.fixed_slots);
+        if used > 0 && self.conns.iter().flatten().any(|c| c.fixed) {
+            let empty = vec![-1; used as usize];
+            if self
+                .ring
+                .submitter()
+                .register_files_update(0, &empty)
+                .is_ok()
+            {
+                for c in self.conns.iter_mut().flatten() {
+                    c.fixed = false;
+                }
+            }
+        }
         for idx in 0..self.conns.len() {
             if self.conns[idx].is_some() {
                 self.close_socket(idx);
@@ -1557,6 +1632,17 @@ impl Driver {
             std::mem::forget(self.shared);
         }
     }
+}
+
+/// How many registered-file slots a ring asks for: the kernel refuses a
+/// table larger than the open-files limit.
+fn fixed_file_slots() -> u32 {
+    // SAFETY: getrlimit fills the struct we pass.
+    let mut lim: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 0;
+    }
+    lim.rlim_cur.min(FIXED_FILES_MAX as libc::rlim_t) as u32
 }
 
 /// Whether an error says the peer closed or reset the connection.
