@@ -310,6 +310,7 @@ pub fn build_summary(plan: &Plan, result: &RunResult) -> RunSummary {
         http2: config.http2,
         tls_verification_disabled: config.insecure,
         io: result.io.as_str().into(),
+        io_polled_share: result.polled_receive_share,
         threads: result.threads as u64,
         timeout_s: config.timeout.as_secs_f64(),
         resources: None,

@@ -389,6 +389,53 @@ fn sockets_the_client_closes_close_at_once() {
     }
 }
 
+/// The automatic receive mode: a busy thread with many requests in flight
+/// polls (`io_polled_share` near 1), one with few keeps its receives armed
+/// (0); the pinned modes say 0 and 1; epoll says nothing.
+#[test]
+fn receive_mode_follows_the_requests_in_flight() {
+    let _alone = MACHINE.write().unwrap_or_else(|e| e.into_inner());
+    if chokepoint_engine::uring_available().is_err() {
+        eprintln!("io_uring unavailable here: skipped");
+        return;
+    }
+    let server = raw_server(|mut stream| async move {
+        let mut buf = [0u8; 4096];
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        loop {
+            let n = match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            // One request per read in the closed model; answer each head.
+            let heads = buf[..n].windows(4).filter(|w| *w == b"\r\n\r\n").count();
+            for _ in 0..heads {
+                if stream.write_all(ok).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let url = server.url("/");
+    let share = |receive: &str, conns: &str| {
+        let args = [url.as_str(), "--io", "io_uring", "-c", conns, "-z", "2s"];
+        let s = run_json_env(&args, &[("CHOKEPOINT_URING_RECEIVE", receive)], 0, LIMIT);
+        assert!(u(&s["ok"]) > 1000, "{receive} -c {conns}: {s}");
+        s["io_polled_share"]
+            .as_f64()
+            .expect("io_uring reports a share")
+    };
+    let busy = share("", "64");
+    eprintln!("automatic, 64 in flight: polled share {busy}");
+    assert!(busy > 0.5, "64 in flight, automatic: polled share {busy}");
+    let few = share("", "4");
+    assert_eq!(few, 0.0, "4 in flight, automatic");
+    assert_eq!(share("armed", "64"), 0.0, "pinned armed");
+    assert_eq!(share("polled", "4"), 1.0, "pinned polled");
+    let (_, s) = run_with("epoll", &url, &["-c", "4", "-n", "100"]);
+    assert!(s["io_polled_share"].is_null(), "epoll: {s}");
+}
+
 /// An IPv6 loopback target: both paths connect to [::1] and read alike.
 #[test]
 fn ipv6_targets_work_alike() {

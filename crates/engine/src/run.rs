@@ -193,6 +193,10 @@ pub struct RunResult {
     pub dropped: u64,
     /// The I/O the connections used (`Epoll` or `Uring`, never `Auto`).
     pub io: IoMode,
+    /// io_uring: the share of receives (reads that brought response bytes,
+    /// whole run) made in the polled receive mode; `None` with epoll or
+    /// when nothing was received.
+    pub polled_receive_share: Option<f64>,
 }
 
 /// State shared by every thread of a run.
@@ -298,6 +302,10 @@ pub(crate) struct ThreadShared {
     /// Open model: the shortest service time seen so far (ns; `u64::MAX`
     /// before the first response), the target's unloaded speed.
     fastest_service_ns: AtomicU64,
+    /// io_uring: receives that brought bytes, and how many of them were
+    /// polled (set when the thread ends).
+    pub(crate) receives: AtomicU64,
+    pub(crate) polled_receives: AtomicU64,
 }
 
 impl ThreadShared {
@@ -434,6 +442,8 @@ pub fn run(
                 heartbeat_ns: AtomicU64::new(u64::MAX),
                 demand_permille: AtomicU64::new(0),
                 fastest_service_ns: AtomicU64::new(u64::MAX),
+                receives: AtomicU64::new(0),
+                polled_receives: AtomicU64::new(0),
             })
         })
         .collect();
@@ -523,7 +533,15 @@ pub fn run(
     for h in handles {
         let _ = h.join();
     }
+    let (receives, polled) = threads.iter().fold((0, 0), |(r, p), t| {
+        (
+            r + t.receives.load(Ordering::Relaxed),
+            p + t.polled_receives.load(Ordering::Relaxed),
+        )
+    });
     Ok(RunResult {
+        polled_receive_share: (shared.uring && receives > 0)
+            .then(|| polled as f64 / receives as f64),
         threads: threads_n,
         io: if shared.uring {
             IoMode::Uring
@@ -947,6 +965,7 @@ impl Coordinator<'_> {
             threads: 0,
             dropped: 0,
             io: IoMode::Auto,
+            polled_receive_share: None,
         }
     }
 }

@@ -502,6 +502,10 @@ struct Driver {
     /// Connections whose polled receive filled a whole buffer: polled
     /// again at once.
     repoll: Vec<usize>,
+    /// Receives that brought bytes, armed and polled (published to
+    /// [`ThreadShared`] when the thread ends).
+    armed_receives: u64,
+    polled_receives: u64,
 }
 
 impl Driver {
@@ -572,6 +576,8 @@ impl Driver {
             window_empties: 0,
             armed_until_ns: 0,
             repoll: Vec::new(),
+            armed_receives: 0,
+            polled_receives: 0,
         };
         driver.arm_wake();
         Ok(driver)
@@ -862,6 +868,7 @@ impl Driver {
             return;
         }
         let stamp = self.kernel_stamp(out.control_data(), self.woke_ns);
+        self.armed_receives += 1;
         self.on_data(idx, payload, stamp);
         let c = self.conns[idx].as_deref_mut().expect("live connection");
         if !c.recv_armed && c.fd >= 0 && c.state != State::Exited && !self.polled {
@@ -1367,6 +1374,7 @@ impl Driver {
                     return;
                 };
                 self.poll_hits += 1;
+                self.polled_receives += 1;
                 let c = self.conns[idx].as_deref().expect("live connection");
                 let control = &c.poll_control.0;
                 // (usize with glibc, u32 with musl.)
@@ -1581,6 +1589,13 @@ impl Driver {
     /// with our memory; what it still holds after that is leaked, never freed
     /// under it.
     fn shutdown(mut self) {
+        self.mine.receives.store(
+            self.armed_receives + self.polled_receives,
+            Ordering::Relaxed,
+        );
+        self.mine
+            .polled_receives
+            .store(self.polled_receives, Ordering::Relaxed);
         // Empty every registered slot in one call rather than one per socket.
         let used = (self.conns.len() as u32).min(self.fixed_slots);
         if used > 0 && self.conns.iter().flatten().any(|c| c.fixed) {

@@ -163,6 +163,12 @@ pub struct RunSummary {
     /// summaries from before this field).
     #[serde(default)]
     pub io: String,
+    /// io_uring only: the share of receives (reads that brought response
+    /// bytes, over the whole run) made in the polled receive mode, which a
+    /// busy thread with many requests in flight switches to; `null` with
+    /// epoll.
+    #[serde(default)]
+    pub io_polled_share: Option<f64>,
     /// Generator threads used.
     #[serde(default)]
     pub threads: u64,

@@ -64,9 +64,13 @@ pub fn render_run(s: &RunSummary) -> String {
         window.push_str(" · HTTP/2");
     }
     if !s.io.is_empty() {
+        let polled = match s.io_polled_share {
+            Some(share) if share > 0.0 => format!(" (polled receives {:.0}%)", share * 100.0),
+            _ => String::new(),
+        };
         let _ = write!(
             window,
-            " · {}, {} thread{}",
+            " · {}{polled}, {} thread{}",
             s.io,
             s.threads,
             if s.threads == 1 { "" } else { "s" }
