@@ -109,12 +109,21 @@ const PATHS: [&str; 3] = ["epoll", "io_uring", "io_uring-polled"];
 
 /// `io` is one of [`PATHS`].
 fn run_with(io: &str, url: &str, extra: &[&str]) -> (Outcome, serde_json::Value) {
+    run_with_timeout(io, url, "2s", extra)
+}
+
+fn run_with_timeout(
+    io: &str,
+    url: &str,
+    timeout: &str,
+    extra: &[&str],
+) -> (Outcome, serde_json::Value) {
     let (flag, receive) = match io {
         "io_uring-polled" => ("io_uring", "polled"),
         "io_uring" => ("io_uring", "armed"),
         other => (other, ""),
     };
-    let mut args = vec![url, "--io", flag, "--timeout", "2s"];
+    let mut args = vec![url, "--io", flag, "--timeout", timeout];
     args.extend_from_slice(extra);
     let s = run_json_env(&args, &[("CHOKEPOINT_URING_RECEIVE", receive)], 0, LIMIT);
     let outcome = Outcome {
@@ -356,25 +365,8 @@ fn sockets_the_client_closes_close_at_once() {
         }
         closes.lock().unwrap().clear();
         accepted.store(0, Ordering::SeqCst);
-        let receive = if io == "io_uring-polled" {
-            "polled"
-        } else {
-            "armed"
-        };
-        let flag = if io == "epoll" { "epoll" } else { "io_uring" };
-        let args = [
-            server.url("/"),
-            "--io".into(),
-            flag.into(),
-            "-c".into(),
-            "1".into(),
-            "--timeout".into(),
-            "200ms".into(),
-            "-z".into(),
-            "3s".into(),
-        ];
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let s = run_json_env(&args, &[("CHOKEPOINT_URING_RECEIVE", receive)], 0, LIMIT);
+        let url = server.url("/");
+        let (_, s) = run_with_timeout(io, &url, "200ms", &["-c", "1", "-z", "3s"]);
         assert_eq!(u(&s["ok"]), 2, "{io}: {s}");
         // Every close but those of the run's last second was seen.
         std::thread::sleep(Duration::from_millis(200));
