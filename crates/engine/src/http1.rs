@@ -322,7 +322,6 @@ fn is_closed(e: &io::Error) -> bool {
     )
 }
 
-/// Parses a response head; `Ok(None)` when more bytes are needed.
 /// Heads longer than this are not remembered.
 const LAST_HEAD_MAX: usize = 1024;
 
@@ -336,6 +335,8 @@ thread_local! {
         const { std::cell::RefCell::new((Vec::new(), None)) };
 }
 
+/// Parses a response head; `Ok(None)` when more bytes are needed. A head
+/// byte-identical to the thread's last one is not parsed again.
 fn parse_head(bytes: &[u8]) -> Result<Option<Head>, ExchangeError> {
     LAST_HEAD.with(|last| {
         let mut last = last.borrow_mut();
@@ -356,6 +357,7 @@ fn parse_head(bytes: &[u8]) -> Result<Option<Head>, ExchangeError> {
     })
 }
 
+/// [`parse_head`] without the memory of the last head.
 fn parse_head_bytes(bytes: &[u8]) -> Result<Option<Head>, ExchangeError> {
     let protocol = ExchangeError::Failed(ErrorKind::Protocol);
     // Uninitialized header slots: zeroing 100 of them for every response showed in profiles.
