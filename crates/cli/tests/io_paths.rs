@@ -524,6 +524,17 @@ fn spread_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<u64>>>) {
     (url, gaps)
 }
 
+/// 20 connections for 1.5 s on path `io` against a fresh [`spread_server`],
+/// which must end without errors: the client's turnarounds (µs) and the
+/// summary.
+fn run_against_spread_server(io: &str) -> (Vec<u64>, serde_json::Value) {
+    let (url, gaps) = spread_server();
+    let (o, s) = run_with(io, &url, &["-c", "20", "-z", "1500ms"]);
+    assert!(o.errors.is_empty() && o.ok > 0, "{io}: {o:?}");
+    let gaps = gaps.lock().unwrap().clone();
+    (gaps, s)
+}
+
 /// The closed model keeps its connections busy on both paths: the io_uring
 /// loop batches completions when its thread is busy, but a connection whose
 /// response has come must not wait for a batch to fill before its next send
@@ -541,11 +552,8 @@ fn closed_model_sends_the_next_request_as_soon_as_a_response_comes() {
     }
     let mut median = BTreeMap::new();
     for io in ["epoll", "io_uring"] {
-        let (url, gaps) = spread_server();
-        let (o, s) = run_with(io, &url, &["-c", "20", "-z", "1500ms"]);
-        assert!(o.errors.is_empty() && o.ok > 0, "{io}: {o:?}");
+        let (mut gaps, s) = run_against_spread_server(io);
         assert_eq!(u(&s["connections_opened"]), 20, "{io}: {s}");
-        let mut gaps = gaps.lock().unwrap().clone();
         assert!(gaps.len() > 200, "{io}: {} turnarounds", gaps.len());
         gaps.sort_unstable();
         let q = |p: f64| gaps[((gaps.len() - 1) as f64 * p) as usize];
@@ -578,9 +586,7 @@ fn polled_receives_keep_up_with_a_slow_target() {
     }
     let mut rps = BTreeMap::new();
     for io in ["epoll", "io_uring-polled"] {
-        let (url, _) = spread_server();
-        let (o, s) = run_with(io, &url, &["-c", "20", "-z", "1500ms"]);
-        assert!(o.errors.is_empty() && o.ok > 0, "{io}: {o:?}");
+        let (_, s) = run_against_spread_server(io);
         rps.insert(io, f(&s["throughput_rps"]));
     }
     eprintln!("req/s: {rps:?}");
