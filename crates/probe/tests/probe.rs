@@ -86,6 +86,15 @@ fn a_child_process_busy_then_gone() {
         .args(["-c", "while :; do :; done"])
         .spawn()
         .expect("spawn sh");
+    // Until the child has exec'd, its name is this test thread's (the fork
+    // inherits it): wait for "sh" so the probe reads the program's name.
+    let comm = format!("/proc/{}/comm", child.id());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::fs::read_to_string(&comm).unwrap_or_default().trim() != "sh"
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let rows: Arc<Mutex<Vec<Rates>>> = Arc::default();
     let sink_rows = rows.clone();
     let probe = Probe::start(
