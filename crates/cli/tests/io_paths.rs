@@ -107,6 +107,24 @@ struct Outcome {
 /// receives `armed` or `polled`.
 const PATHS: [&str; 3] = ["epoll", "io_uring", "io_uring-polled"];
 
+/// The paths this machine can run: the io_uring ones only where the kernel
+/// and sandbox offer io_uring.
+fn paths_here() -> impl Iterator<Item = &'static str> {
+    PATHS
+        .into_iter()
+        .filter(|io| *io == "epoll" || chokepoint_engine::uring_available().is_ok())
+}
+
+/// Whether io_uring is usable here; a test that needs it is skipped (with a
+/// note) when it is not.
+fn uring_here() -> bool {
+    let here = chokepoint_engine::uring_available().is_ok();
+    if !here {
+        eprintln!("io_uring unavailable here: skipped");
+    }
+    here
+}
+
 /// `io` is one of [`PATHS`].
 fn run_with(io: &str, url: &str, extra: &[&str]) -> (Outcome, serde_json::Value) {
     run_with_timeout(io, url, "2s", extra)
@@ -305,10 +323,7 @@ fn idle_closes_are_retried_alike() {
             tokio::time::sleep(Duration::from_millis(15)).await;
         }
     });
-    for io in PATHS {
-        if io != "epoll" && chokepoint_engine::uring_available().is_err() {
-            continue;
-        }
+    for io in paths_here() {
         let (o, s) = run_with(io, &server.url("/"), &["--rate", "50", "-z", "1s"]);
         assert_eq!((o.requests, o.ok), (50, 50), "{io}: {o:?}");
         assert!(u(&s["connections_opened"]) >= 40, "{io}: reconnects: {s}");
@@ -359,10 +374,7 @@ fn sockets_the_client_closes_close_at_once() {
             seen.lock().unwrap().push(held.elapsed());
         }
     });
-    for io in PATHS {
-        if io != "epoll" && chokepoint_engine::uring_available().is_err() {
-            continue;
-        }
+    for io in paths_here() {
         closes.lock().unwrap().clear();
         accepted.store(0, Ordering::SeqCst);
         let url = server.url("/");
@@ -387,8 +399,7 @@ fn sockets_the_client_closes_close_at_once() {
 #[test]
 fn receive_mode_follows_the_requests_in_flight() {
     let _alone = MACHINE.write().unwrap_or_else(|e| e.into_inner());
-    if chokepoint_engine::uring_available().is_err() {
-        eprintln!("io_uring unavailable here: skipped");
+    if !uring_here() {
         return;
     }
     let server = raw_server(|mut stream| async move {
@@ -464,10 +475,7 @@ fn ipv6_targets_work_alike() {
         }
     });
     let url = format!("http://[::1]:{port}/");
-    for io in PATHS {
-        if io != "epoll" && chokepoint_engine::uring_available().is_err() {
-            continue;
-        }
+    for io in paths_here() {
         let (o, _) = run_with(io, &url, &["-c", "3", "-n", "30"]);
         assert_eq!((o.requests, o.ok), (30, 30), "{io}: {o:?}");
     }
@@ -546,8 +554,7 @@ fn run_against_spread_server(io: &str) -> (Vec<u64>, serde_json::Value) {
 #[test]
 fn closed_model_sends_the_next_request_as_soon_as_a_response_comes() {
     let _alone = MACHINE.write().unwrap_or_else(|e| e.into_inner());
-    if chokepoint_engine::uring_available().is_err() {
-        eprintln!("io_uring unavailable here: skipped");
+    if !uring_here() {
         return;
     }
     let mut median = BTreeMap::new();
@@ -580,8 +587,7 @@ fn closed_model_sends_the_next_request_as_soon_as_a_response_comes() {
 #[test]
 fn polled_receives_keep_up_with_a_slow_target() {
     let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
-    if chokepoint_engine::uring_available().is_err() {
-        eprintln!("io_uring unavailable here: skipped");
+    if !uring_here() {
         return;
     }
     let mut rps = BTreeMap::new();

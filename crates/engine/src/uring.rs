@@ -1395,15 +1395,16 @@ impl Driver {
         let prepared = &self.shared.prepared[c.request_idx];
         let is_head = prepared.is_head;
         let bodiless = prepared.body.is_empty();
-        let traced = c.trace.is_some() && prepared.traceparent_at.is_some();
         let bytes = self
             .shared
             .request_bytes(c.request_idx, c.trace, &mut c.scratch);
         let (ptr, len) = (bytes.as_ptr(), bytes.len());
-        // Quiet: bytes that live as long as the run (not the connection's
-        // scratch, which a failed send's connection may reuse), small, and
-        // with no body a server could answer before reading.
-        let quiet = bodiless && !traced && len <= QUIET_SEND_MAX;
+        // Quiet: bytes that live as long as the run (the prepared request,
+        // not a traced request's copy in the connection's scratch, which a
+        // failed send's connection may reuse), small, and with no body a
+        // server could answer before reading.
+        let lives_for_run = std::ptr::eq(bytes, prepared.h1_bytes.as_slice());
+        let quiet = bodiless && lives_for_run && len <= QUIET_SEND_MAX;
         if !c.fixed && c.exchanges == 1 && (idx as u32) < self.fixed_slots {
             // Reused: worth a slot (one system call per connection, none for
             // a connection that makes one exchange).
