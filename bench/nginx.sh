@@ -27,6 +27,9 @@ nginx_worker=$(pgrep -P "$(cat "$nginx_dir/nginx.pid")" | head -1)
 nginx_ticks() { awk '{print $14 + $15}' "/proc/$nginx_worker/stat"; }
 # The host's CPU time so far (/proc/stat, all CPUs): "stolen total", in ticks.
 host_ticks() { awk '/^cpu /{t=0; for (i=2;i<=9;i++) t+=$i; print $9, t}' /proc/stat; }
+# share_percent A0 T0 A1 T1: how much (%) of the host's CPU time between two
+# readings went to one kind of tick (A, read beside the total T).
+share_percent() { awk -v a="$1" -v c="$2" -v b="$3" -v d="$4" 'BEGIN{t=d-c; if (t<1) t=1; printf "%.1f", 100*(b-a)/t}'; }
 # steal_percent S0 T0 S1 T1: the share of CPU time (%) the host stole between
 # two host_ticks readings.
-steal_percent() { awk -v a="$1" -v c="$2" -v b="$3" -v d="$4" 'BEGIN{t=d-c; if (t<1) t=1; printf "%.1f", 100*(b-a)/t}'; }
+steal_percent() { share_percent "$@"; }

@@ -22,11 +22,12 @@ case $side in
     bin=${tool:-target/release/chokepoint}
     perf record -q -g -o "$data" -- "$bin" run "$url" -c "$conns" -z "${secs}s" --quiet >/dev/null 2>&1 ;;
   nginx)
-    case $tool in
-      wrk) wrk -t1 -c"$conns" -d"$((secs + 1))s" "$url" >/dev/null 2>&1 & ;;
-      cp|'') target/release/chokepoint run "$url" -c "$conns" -z "$((secs + 1))s" --quiet >/dev/null 2>&1 & ;;
-      *) "$tool" run "$url" -c "$conns" -z "$((secs + 1))s" --quiet >/dev/null 2>&1 & ;;
-    esac
+    if [[ $tool == wrk ]]; then
+      wrk -t1 -c"$conns" -d"$((secs + 1))s" "$url" >/dev/null 2>&1 &
+    else
+      [[ $tool == cp || -z $tool ]] && tool=target/release/chokepoint
+      "$tool" run "$url" -c "$conns" -z "$((secs + 1))s" --quiet >/dev/null 2>&1 &
+    fi
     sleep 0.5
     perf record -q -g -o "$data" -p "$nginx_worker" -- sleep "$secs" >/dev/null 2>&1
     wait ;;

@@ -7,10 +7,9 @@
 cd "$(dirname "$0")/.." || exit 2
 # shellcheck source=/dev/null
 source bench/nginx.sh
-# Idle ticks so far (/proc/stat, all CPUs); steal comes from nginx.sh's helpers.
+# Idle ticks so far (/proc/stat, all CPUs), read beside host_ticks.
 idle_ticks() { awk '/^cpu /{print $5}' /proc/stat; }
 read -r s0 t0 < <(host_ticks); i0=$(idle_ticks)
 r=$(wrk -t1 -c50 -d2s "$url" | awk '/Requests\/sec/{print $2}')
 read -r s1 t1 < <(host_ticks); i1=$(idle_ticks)
-idle=$(awk -v a="$i0" -v b="$i1" -v c="$t0" -v d="$t1" 'BEGIN{t=d-c; if (t<1) t=1; printf "%.1f", 100*(b-a)/t}')
-echo "$(date +%H:%M) wrk $r steal% $(steal_percent "$s0" "$t0" "$s1" "$t1") idle% $idle"
+echo "$(date +%H:%M) wrk $r steal% $(steal_percent "$s0" "$t0" "$s1" "$t1") idle% $(share_percent "$i0" "$t0" "$i1" "$t1")"

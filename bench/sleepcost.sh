@@ -33,7 +33,5 @@ int main(int argc, char **argv) {
 }
 C
 cc -O2 -o "$dir/sleep" "$dir/sleep.c"
-for nanos in "${@:-10000 30000 100000}"; do
-  # shellcheck disable=SC2086
-  for x in $nanos; do "$dir/sleep" "$x"; done
-done
+[[ $# -gt 0 ]] || set -- 10000 30000 100000
+for nanos in "$@"; do "$dir/sleep" "$nanos"; done
