@@ -10,6 +10,9 @@
 #
 # Usage (after `cargo build --release`):
 #   bench/paired.sh SECONDS ROUNDS CONNECTIONS TOOL...
+# CONNECTIONS may be rate=N: chokepoint tools then run the open model at N
+# requests per second (--rate N) instead (compare srv_us/req: what the same
+# offered load costs the server with each build).
 # TOOL is one of
 #   wrk                    wrk -t1 -cCONNECTIONS
 #   wrk:ARGS               the same with extra arguments, commas for spaces
@@ -34,6 +37,11 @@ for t in "${tools[@]}"; do
   [[ $t == floor* ]] && { cargo build --release -q --manifest-path bench/floor/Cargo.toml; break; }
 done
 floor=bench/floor/target/release/floor
+if [[ $conns == rate=* ]]; then
+  for t in "${tools[@]}"; do
+    [[ $t == cp* || $t == bin=* ]] || { echo "rate=N compares chokepoint builds only, not $t" >&2; exit 2; }
+  done
+fi
 source bench/nginx.sh
 hostport=${url#http://}; hostport=${hostport%/}
 out=$nginx_dir/out; cpu=$nginx_dir/cpu; res=$nginx_dir/results
@@ -41,7 +49,9 @@ out=$nginx_dir/out; cpu=$nginx_dir/cpu; res=$nginx_dir/results
 run_chokepoint() { # BIN ARGS(comma-separated)
   local extra=()
   [[ -n $2 ]] && IFS=, read -r -a extra <<<"$2"
-  /usr/bin/time -f "%U %S" -o "$cpu" "$1" run "$url" -c "$conns" -z "${secs}s" --json --quiet "${extra[@]}" >"$out"
+  local load=(-c "$conns")
+  [[ $conns == rate=* ]] && load=(--rate "${conns#rate=}")
+  /usr/bin/time -f "%U %S" -o "$cpu" "$1" run "$url" "${load[@]}" -z "${secs}s" --json --quiet "${extra[@]}" >"$out"
   python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["throughput_rps"])' "$out"
 }
 for ((i = 0; i < rounds; i++)); do

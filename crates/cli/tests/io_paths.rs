@@ -179,7 +179,12 @@ fn same_on_both(name: &str, answer: Answer, extra: &[&str]) -> Outcome {
     uring
 }
 
-const N: &[&str] = &["-c", "2", "-n", "40"];
+/// Each case runs in both load models: the open model's polled receives
+/// walk its requests oldest first, the closed model's poll every connection.
+const LOADS: [(&str, &[&str]); 2] = [
+    ("closed", &["-c", "2", "-n", "40"]),
+    ("open", &["--rate", "400", "-n", "40"]),
+];
 
 #[test]
 fn well_formed_responses_read_alike() {
@@ -190,38 +195,42 @@ fn well_formed_responses_read_alike() {
         v.leak()
     };
     let cases: [(&str, Answer, &[&str]); 8] = [
-        ("sized", Answer::Whole(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"), N),
-        ("200 kB body", Answer::Whole(body_200k), N),
+        ("sized", Answer::Whole(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"), &[]),
+        ("200 kB body", Answer::Whole(body_200k), &[]),
         (
             "chunked with extensions and trailers, in 3-byte pieces",
             Answer::Pieces(
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n1A\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nTrailer: t\r\n\r\n",
                 3,
             ),
-            N,
+            &[],
         ),
         (
             "100 Continue, then 201",
             Answer::Whole(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"),
-            N,
+            &[],
         ),
-        ("204", Answer::Whole(b"HTTP/1.1 204 No Content\r\n\r\n"), N),
+        ("204", Answer::Whole(b"HTTP/1.1 204 No Content\r\n\r\n"), &[]),
         (
             "HEAD with a Content-Length",
             Answer::Whole(b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\n"),
-            &["-c", "2", "-n", "40", "-X", "HEAD"],
+            &["-X", "HEAD"],
         ),
         (
             "close-delimited body",
             Answer::ThenClose(b"HTTP/1.1 200 OK\r\n\r\nuntil the server closes"),
-            N,
+            &[],
         ),
         // Larger than one io_uring receive buffer (8 KiB): the head is carried over.
-        ("20 kB head", Answer::BigHead(20_000), N),
+        ("20 kB head", Answer::BigHead(20_000), &[]),
     ];
-    for (name, answer, extra) in cases {
-        let o = same_on_both(name, answer, extra);
-        assert_eq!((o.requests, o.ok), (40, 40), "{name}: {o:?}");
+    for (model, load) in LOADS {
+        for (name, answer, more) in cases {
+            let extra = [load, more].concat();
+            let name = format!("{name} ({model})");
+            let o = same_on_both(&name, answer, &extra);
+            assert_eq!((o.requests, o.ok), (40, 40), "{name}: {o:?}");
+        }
     }
 }
 
@@ -248,10 +257,13 @@ fn broken_responses_fail_alike() {
             "io",
         ),
     ];
-    for (name, answer, kind) in cases {
-        let o = same_on_both(name, answer, &["-c", "2", "-n", "20"]);
-        assert_eq!(o.requests, 20, "{name}: {o:?}");
-        assert_eq!(o.errors.get(kind), Some(&20), "{name}: {o:?}");
+    for (model, load) in [("closed", ["-c", "2"]), ("open", ["--rate", "400"])] {
+        for (name, answer, kind) in cases {
+            let name = format!("{name} ({model})");
+            let o = same_on_both(&name, answer, &[&load[..], &["-n", "20"]].concat());
+            assert_eq!(o.requests, 20, "{name}: {o:?}");
+            assert_eq!(o.errors.get(kind), Some(&20), "{name}: {o:?}");
+        }
     }
 }
 
@@ -437,6 +449,19 @@ fn receive_mode_follows_the_requests_in_flight() {
     assert_eq!(share("polled", "4"), 1.0, "pinned polled");
     let (_, s) = run_with("epoll", &url, &["-c", "4", "-n", "100"]);
     assert!(s["io_polled_share"].is_null(), "epoll: {s}");
+    // The open model polls while its pace keeps the thread busy.
+    let paced = |rate: &str| {
+        let args = [url.as_str(), "--io", "io_uring", "--rate", rate, "-z", "2s"];
+        let s = run_json_env(&args, &[("CHOKEPOINT_URING_RECEIVE", "")], 0, LIMIT);
+        assert!(u(&s["ok"]) > 100, "--rate {rate}: {s}");
+        s["io_polled_share"]
+            .as_f64()
+            .expect("io_uring reports a share")
+    };
+    let fast = paced("30000");
+    eprintln!("automatic, 30,000 req/s: polled share {fast}");
+    assert!(fast > 0.5, "30,000 req/s, automatic: polled share {fast}");
+    assert_eq!(paced("200"), 0.0, "200 req/s, automatic");
 }
 
 /// An IPv6 loopback target: both paths connect to [::1] and read alike.
@@ -599,5 +624,51 @@ fn polled_receives_keep_up_with_a_slow_target() {
     assert!(
         rps["io_uring-polled"] >= 0.65 * rps["epoll"],
         "req/s: {rps:?}"
+    );
+}
+
+/// The open model's polled receives walk the requests out oldest first (a
+/// server mostly answers in order) and pass over one found empty a moment
+/// ago. Against a server that holds every fifth response 30 ms and answers
+/// the rest at once, the slow ones must not hold up the fast ones behind
+/// them: a fast response waiting for its poll keeps its connection busy,
+/// so the run would need many more connections for the same pace (a walk
+/// that stops at the first poll it must pass over opened 64 against 21). Pinned
+/// to polled, the run must pace as epoll does, with about as many connections.
+#[test]
+fn open_model_polls_pass_over_slow_responses() {
+    let _shared = MACHINE.read().unwrap_or_else(|e| e.into_inner());
+    if !uring_here() {
+        return;
+    }
+    let server = raw_server(|mut stream| async move {
+        let mut n = 0u64;
+        while read_request(&mut stream).await {
+            n += 1;
+            if n.is_multiple_of(5) {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            if stream.write_all(ok).await.is_err() {
+                return;
+            }
+        }
+    });
+    let url = server.url("/");
+    let mut opened = BTreeMap::new();
+    for io in ["epoll", "io_uring-polled"] {
+        let (o, s) = run_with(io, &url, &["--rate", "2000", "-z", "1500ms"]);
+        assert!(o.errors.is_empty(), "{io}: {o:?}");
+        assert_eq!(o.ok, 3000, "{io}: {s}");
+        let lag = f(&s["schedule_lag_ms"]["p99"]);
+        eprintln!(
+            "{io}: {} connections, latency p50 {} ms, schedule lag p99 {lag} ms",
+            s["connections_opened"], s["latency_ms"]["p50"]
+        );
+        opened.insert(io, u(&s["connections_opened"]));
+    }
+    assert!(
+        opened["io_uring-polled"] <= 2 * opened["epoll"] + 10,
+        "connections opened: {opened:?}"
     );
 }
