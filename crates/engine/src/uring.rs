@@ -1222,7 +1222,6 @@ impl Driver {
                 break;
             }
             self.waiting.pop();
-            self.window_late_ns = self.window_late_ns.min(now - due);
             if self.conns[idx]
                 .as_deref()
                 .is_some_and(|c| c.state == State::Waiting)
@@ -1237,6 +1236,9 @@ impl Driver {
         let request_idx = self.shared.pick_request(&mut self.rng);
         let trace = self.shared.trace_ids(&mut self.rng);
         let c = self.conns[idx].as_deref_mut().expect("live connection");
+        self.window_late_ns = self
+            .window_late_ns
+            .min(now.saturating_sub(c.slot.intended_ns));
         c.request_idx = request_idx;
         c.trace = trace;
         c.t = Timings {
