@@ -21,7 +21,7 @@ for ((i = 0; i < rounds; i++)); do
       wrk) /usr/bin/time -f "%U %S" -o "$cpu" wrk -t1 -c"$conns" -d"${secs}s" "$url" >"$out" 2>&1
            rps=$(awk '/Requests\/sec/{print $2}' "$out") ;;
       chokepoint) /usr/bin/time -f "%U %S" -o "$cpu" "$bin" run "$url" -c "$conns" -z "${secs}s" --json --quiet >"$out"
-           rps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["throughput_rps"])' "$out") ;;
+           rps=$(summary_rps "$out") ;;
       floor-epoll) /usr/bin/time -f "%U %S" -o "$cpu" "$floor" "$hostport" "$conns" "$secs" epoll >"$out"
            rps=$(awk '{print $3}' "$out") ;;
       floor-uring) /usr/bin/time -f "%U %S" -o "$cpu" "$floor" "$hostport" "$conns" "$secs" uring 1 >"$out"

@@ -33,3 +33,5 @@ share_percent() { awk -v a="$1" -v c="$2" -v b="$3" -v d="$4" 'BEGIN{t=d-c; if (
 # steal_percent S0 T0 S1 T1: the share of CPU time (%) the host stole between
 # two host_ticks readings.
 steal_percent() { share_percent "$@"; }
+# summary_rps FILE: the throughput_rps of a chokepoint --json summary.
+summary_rps() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["throughput_rps"])' "$1"; }

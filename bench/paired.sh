@@ -52,7 +52,7 @@ run_chokepoint() { # BIN ARGS(comma-separated)
   local load=(-c "$conns")
   [[ $conns == rate=* ]] && load=(--rate "${conns#rate=}")
   /usr/bin/time -f "%U %S" -o "$cpu" "$1" run "$url" "${load[@]}" -z "${secs}s" --json --quiet "${extra[@]}" >"$out"
-  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["throughput_rps"])' "$out"
+  summary_rps "$out"
 }
 for ((i = 0; i < rounds; i++)); do
   n=${#tools[@]}

@@ -21,7 +21,7 @@ for ((i = 1; i <= rounds; i++)); do
   capacity=0
   if ((cap_secs > 0)); then
     "$bin" run "$url" -c 50 -z "${cap_secs}s" --json --quiet >"$nginx_dir/cap.json"
-    capacity=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["throughput_rps"])' "$nginx_dir/cap.json")
+    capacity=$(summary_rps "$nginx_dir/cap.json")
   fi
   n0=$(nginx_ticks); read -r s0 t0 < <(host_ticks); w0=$(date +%s%N)
   /usr/bin/time -f "%U %S" -o "$nginx_dir/time" \

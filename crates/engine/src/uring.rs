@@ -137,6 +137,9 @@ const OPEN_POLL_LEAVE_PERMILLE: u64 = 200;
 /// An open-model thread stops polling (for [`ARMED_AFTER_POLLED_NS`]) when
 /// every slot of a demand window went out at least this late.
 const OPEN_POLL_MAX_LATE_NS: u64 = 1_000_000;
+/// An open-model request found empty is polled again after a quarter of its
+/// age, at most this much later.
+const OPEN_REPOLL_MAX_NS: u64 = 200_000;
 /// After leaving the polled mode, stay armed at least this long.
 const ARMED_AFTER_POLLED_NS: u64 = 1_000_000_000;
 /// The largest request sent quietly. A send this small into a socket whose
@@ -876,19 +879,8 @@ impl Driver {
                     let bid = cqueue::buffer_select(flags);
                     if current {
                         self.on_polled_recv(idx, res, bid);
-                        // The mode changed while this poll was out: the
-                        // connection needs its armed receive now.
-                        if !self.polled {
-                            if let Some(c) = self.conns[idx].as_deref() {
-                                if c.fd >= 0
-                                    && !c.recv_armed
-                                    && !c.connect_pending
-                                    && c.state != State::Exited
-                                {
-                                    self.arm_recv(idx);
-                                }
-                            }
-                        }
+                        // The mode may have changed while this poll was out.
+                        self.rearm_if_armed_mode(idx);
                     }
                     if let Some(bid) = bid {
                         self.bufs.recycle(bid);
@@ -945,8 +937,23 @@ impl Driver {
         let stamp = self.kernel_stamp(out.control_data(), self.woke_ns);
         self.armed_receives += 1;
         self.on_data(idx, payload, stamp);
-        let c = self.conns[idx].as_deref_mut().expect("live connection");
-        if !c.recv_armed && c.fd >= 0 && c.state != State::Exited && !self.polled {
+        self.rearm_if_armed_mode(idx);
+    }
+
+    /// Arms a live connection's receive again after one ended (a multishot
+    /// receive that stopped, or a poll that came back after the thread left
+    /// the polled mode), unless the thread polls.
+    fn rearm_if_armed_mode(&mut self, idx: usize) {
+        let Some(c) = self.conns[idx].as_deref() else {
+            return;
+        };
+        // A socket still connecting gets its receive from `on_connect`.
+        if !c.recv_armed
+            && c.fd >= 0
+            && !c.connect_pending
+            && c.state != State::Exited
+            && !self.polled
+        {
             self.arm_recv(idx);
         }
     }
@@ -1556,7 +1563,7 @@ impl Driver {
                 let now = now_ns();
                 c.poll_at_ns = if self.open_model {
                     now + (now.saturating_sub(c.t.written_ns) / 4)
-                        .clamp(POLL_PERIOD_MIN_NS, 200_000)
+                        .clamp(POLL_PERIOD_MIN_NS, OPEN_REPOLL_MAX_NS)
                 } else {
                     now + (self.poll_age_ns / 4).max(POLL_PERIOD_MIN_NS)
                 };
