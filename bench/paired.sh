@@ -26,7 +26,10 @@
 # Each run's share of the machine's CPU time stolen by the host (the steal
 # column of /proc/stat) is recorded; a round in which any run saw more than
 # MAX_STEAL percent (default 3) is left out of the medians and shown in
-# brackets. Example: bench/paired.sh 4 10 50 wrk cp cp:--io,epoll
+# brackets. So is a round in which any run lost more than MAX_BURST percent
+# (default 100: off) of the machine's CPU to the host within some 100 ms
+# (bench/steal_bursts.py); each round's largest such burst is printed.
+# Example: bench/paired.sh 4 10 50 wrk cp cp:--io,epoll
 set -euo pipefail
 [[ $# -ge 4 ]] || { sed -n '2,20p' "$0"; exit 2; }
 secs=$1; rounds=$2; conns=$3; shift 3
@@ -58,6 +61,7 @@ for ((i = 0; i < rounds; i++)); do
   n=${#tools[@]}
   for ((k = 0; k < n; k++)); do
     t=${tools[$(((k + i) % n))]}
+    python3 bench/steal_bursts.py >"$nginx_dir/bursts" & bursts_pid=$!
     read -r s0 t0 < <(host_ticks)
     w0=$(nginx_ticks)
     case $t in
@@ -77,23 +81,27 @@ for ((i = 0; i < rounds; i++)); do
     esac
     read -r s1 t1 < <(host_ticks)
     w1=$(nginx_ticks)
-    echo "$i $t $rps $(awk '{print $1+$2}' "$cpu") $(steal_percent "$s0" "$t0" "$s1" "$t1") $((w1 - w0))" >>"$res"
+    kill "$bursts_pid"; wait "$bursts_pid" || true
+    read -r burst _ <"$nginx_dir/bursts"
+    echo "$i $t $rps $(awk '{print $1+$2}' "$cpu") $(steal_percent "$s0" "$t0" "$s1" "$t1") $((w1 - w0)) $burst" >>"$res"
   done
 done
-python3 - "$res" "$secs" "${MAX_STEAL:-3}" "$(getconf CLK_TCK)" "${tools[@]}" <<'PY'
+python3 - "$res" "$secs" "${MAX_STEAL:-3}" "$(getconf CLK_TCK)" "${MAX_BURST:-100}" "${tools[@]}" <<'PY'
 import sys, statistics as st
-res, secs, max_steal, hz, tools = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5:]
-by, stolen, server = {}, {}, {}
+res, secs, max_steal, hz, max_burst, tools = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), sys.argv[6:]
+by, stolen, server, bursts = {}, {}, {}, {}
 for line in open(res):
-    i, t, r, c, s, w = line.split()
+    i, t, r, c, s, w, b = line.split()
+    bursts[int(i)] = max(bursts.get(int(i), 0.0), float(b))
     by.setdefault(int(i), {})[t] = (float(r), float(c))
     # nginx CPU microseconds per request served
     server.setdefault(t, {})[int(i)] = float(w) / hz * 1e6 / max(float(r) * secs, 1.0)
     stolen[int(i)] = max(stolen.get(int(i), 0.0), float(s))
-kept = [i for i in sorted(by) if stolen[i] <= max_steal]
+kept = [i for i in sorted(by) if stolen[i] <= max_steal and bursts[i] <= max_burst]
 print("steal % per round (worst run): " + " ".join(f"{stolen[i]:.1f}" if i in kept else f"[{stolen[i]:.1f}]" for i in sorted(by)))
+print("largest 100 ms steal % per round: " + " ".join(f"{bursts[i]:.0f}" if i in kept else f"[{bursts[i]:.0f}]" for i in sorted(by)))
 if not kept:
-    sys.exit(f"every round saw more than {max_steal}% steal: nothing to report (MAX_STEAL=100 shows them anyway)")
+    sys.exit(f"every round saw more than {max_steal}% steal or a burst over {max_burst}%: nothing to report (MAX_STEAL=100 MAX_BURST=100 show them anyway)")
 ref = tools[0]
 print(f"{len(kept)} of {len(by)} rounds kept")
 print(f"{'tool':<26}{'req/s':>9}{'req/cpu-s':>11}{'srv_us/req':>11}{'thr/' + ref[:6]:>11}{'eff/' + ref[:6]:>11}  per round: throughput ratio / efficiency ratio")

@@ -10,25 +10,32 @@
 # prints it with the round's utilisation (offered rate / capacity): on a shared
 # machine the server's capacity moves from minute to minute, and the schedule
 # lag of an open model follows how close the offered rate is to it.
+# steal_max% is the largest share of the machine's CPU the host stole in any
+# 100 ms of the round, and bursts how many 100 ms windows lost more than 10%
+# (bench/steal_bursts.py): a burst takes the server's capacity below the
+# offered rate for that moment, every connection waits on it, and the slots
+# due meanwhile go out late whatever the generator does.
 set -euo pipefail
 rate=${1:-20000}; secs=${2:-10}; rounds=${3:-3}; cap_secs=${CAPACITY_SECS:-0}
 bin=${CHOKEPOINT_BIN:-target/release/chokepoint}
 [[ -x $bin ]] || { echo "build first: cargo build --release" >&2; exit 2; }
 source "$(dirname "$0")/nginx.sh"
-printf "%-6s %10s %10s %9s %12s %12s %12s %10s %11s %7s %10s %6s\n" round offered achieved ratio \
-  lag_p50_ms lag_p99_ms lat_p99_ms nginx_cpu gen_us/req steal% capacity util
+printf "%-6s %10s %10s %9s %12s %12s %12s %10s %11s %7s %10s %6s %10s %6s\n" round offered achieved ratio \
+  lag_p50_ms lag_p99_ms lat_p99_ms nginx_cpu gen_us/req steal% capacity util steal_max% bursts
 for ((i = 1; i <= rounds; i++)); do
   capacity=0
   if ((cap_secs > 0)); then
     "$bin" run "$url" -c 50 -z "${cap_secs}s" --json --quiet >"$nginx_dir/cap.json"
     capacity=$(summary_rps "$nginx_dir/cap.json")
   fi
+  python3 "$(dirname "$0")/steal_bursts.py" >"$nginx_dir/bursts" & bursts_pid=$!
   n0=$(nginx_ticks); read -r s0 t0 < <(host_ticks); w0=$(date +%s%N)
   /usr/bin/time -f "%U %S" -o "$nginx_dir/time" \
     "$bin" run "$url" --rate "$rate" -z "${secs}s" --json --quiet >"$nginx_dir/out.json"
   n1=$(nginx_ticks); read -r s1 t1 < <(host_ticks); w1=$(date +%s%N)
+  kill "$bursts_pid"; wait "$bursts_pid" || true
   python3 - "$nginx_dir/out.json" "$i" "$n0" "$n1" "$w0" "$w1" "$(steal_percent "$s0" "$t0" "$s1" "$t1")" \
-    "$nginx_dir/time" "$(getconf CLK_TCK)" "$capacity" <<'PY'
+    "$nginx_dir/time" "$(getconf CLK_TCK)" "$capacity" "$(cat "$nginx_dir/bursts")" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
 n0, n1, w0, w1 = (int(x) for x in sys.argv[3:7])
@@ -38,8 +45,9 @@ hz = float(sys.argv[9])
 capacity = float(sys.argv[10])
 wall = (w1 - w0) / 1e9
 cap = ("%10.0f %6.3f" % (capacity, s["rate_target"] / capacity)) if capacity > 0 else "%10s %6s" % ("-", "-")
-print("%-6s %10.0f %10.1f %9.4f %12.3f %12.3f %12.3f %10.2f %11.2f %7.1f %s" % (sys.argv[2], s["rate_target"], s["throughput_rps"],
+burst_max, bursts = sys.argv[11].split()
+print("%-6s %10.0f %10.1f %9.4f %12.3f %12.3f %12.3f %10.2f %11.2f %7.1f %s %10s %6s" % (sys.argv[2], s["rate_target"], s["throughput_rps"],
       s["throughput_rps"] / s["rate_target"], s["schedule_lag_ms"]["p50"], s["schedule_lag_ms"]["p99"], s["latency_ms"]["p99"],
-      (n1 - n0) / hz / wall, (user + system) * 1e6 / max(s["requests"], 1), steal, cap))
+      (n1 - n0) / hz / wall, (user + system) * 1e6 / max(s["requests"], 1), steal, cap, burst_max, bursts))
 PY
 done
