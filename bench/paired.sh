@@ -31,7 +31,7 @@
 # (bench/steal_bursts.py); each round's largest such burst is printed.
 # Example: bench/paired.sh 4 10 50 wrk cp cp:--io,epoll
 set -euo pipefail
-[[ $# -ge 4 ]] || { sed -n '2,20p' "$0"; exit 2; }
+[[ $# -ge 4 ]] || { sed -n '2,32p' "$0"; exit 2; }
 secs=$1; rounds=$2; conns=$3; shift 3
 tools=("$@")
 cd "$(dirname "$0")/.."
