@@ -35,3 +35,7 @@ share_percent() { awk -v a="$1" -v c="$2" -v b="$3" -v d="$4" 'BEGIN{t=d-c; if (
 steal_percent() { share_percent "$@"; }
 # summary_rps FILE: the throughput_rps of a chokepoint --json summary.
 summary_rps() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["throughput_rps"])' "$1"; }
+# bursts_start FILE ... bursts_stop: bench/steal_bursts.py in the background
+# around one measurement; FILE then holds its "largest% windows" line.
+bursts_start() { python3 "$(dirname "${BASH_SOURCE[0]}")/steal_bursts.py" >"$1" & bursts_pid=$!; }
+bursts_stop() { kill "$bursts_pid"; wait "$bursts_pid" || true; }

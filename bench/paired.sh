@@ -61,7 +61,7 @@ for ((i = 0; i < rounds; i++)); do
   n=${#tools[@]}
   for ((k = 0; k < n; k++)); do
     t=${tools[$(((k + i) % n))]}
-    python3 bench/steal_bursts.py >"$nginx_dir/bursts" & bursts_pid=$!
+    bursts_start "$nginx_dir/bursts"
     read -r s0 t0 < <(host_ticks)
     w0=$(nginx_ticks)
     case $t in
@@ -81,7 +81,7 @@ for ((i = 0; i < rounds; i++)); do
     esac
     read -r s1 t1 < <(host_ticks)
     w1=$(nginx_ticks)
-    kill "$bursts_pid"; wait "$bursts_pid" || true
+    bursts_stop
     read -r burst _ <"$nginx_dir/bursts"
     echo "$i $t $rps $(awk '{print $1+$2}' "$cpu") $(steal_percent "$s0" "$t0" "$s1" "$t1") $((w1 - w0)) $burst" >>"$res"
   done

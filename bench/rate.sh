@@ -28,12 +28,12 @@ for ((i = 1; i <= rounds; i++)); do
     "$bin" run "$url" -c 50 -z "${cap_secs}s" --json --quiet >"$nginx_dir/cap.json"
     capacity=$(summary_rps "$nginx_dir/cap.json")
   fi
-  python3 "$(dirname "$0")/steal_bursts.py" >"$nginx_dir/bursts" & bursts_pid=$!
+  bursts_start "$nginx_dir/bursts"
   n0=$(nginx_ticks); read -r s0 t0 < <(host_ticks); w0=$(date +%s%N)
   /usr/bin/time -f "%U %S" -o "$nginx_dir/time" \
     "$bin" run "$url" --rate "$rate" -z "${secs}s" --json --quiet >"$nginx_dir/out.json"
   n1=$(nginx_ticks); read -r s1 t1 < <(host_ticks); w1=$(date +%s%N)
-  kill "$bursts_pid"; wait "$bursts_pid" || true
+  bursts_stop
   python3 - "$nginx_dir/out.json" "$i" "$n0" "$n1" "$w0" "$w1" "$(steal_percent "$s0" "$t0" "$s1" "$t1")" \
     "$nginx_dir/time" "$(getconf CLK_TCK)" "$capacity" "$(cat "$nginx_dir/bursts")" <<'PY'
 import json, sys

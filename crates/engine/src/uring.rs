@@ -48,8 +48,10 @@
 //!   sent in the same submit as the polls. It goes back to armed receives
 //!   for a second when every slot of a demand window went out over 1 ms
 //!   late (connections short: a response waiting for its poll holds one a
-//!   late slot needs). Against one nginx worker at 50,000 req/s that cut
-//!   nginx's CPU per request by 8-14% and the generator's by 10%.
+//!   late slot needs). Against one nginx worker that cut nginx's CPU per
+//!   request by 7-11% at 50,000 req/s (4-18% from 20,000 to 80,000) and
+//!   raised the generator's requests per CPU-second by 5-12%
+//!   (`docs/performance.md`, session 9).
 //! - The loop waits for about half of its requests in flight (at most
 //!   [`MAX_BATCH`]) or the next timer, whichever comes first. Timers (intended
 //!   send times) follow the same coalescing and early wake-up rules as the
@@ -1386,17 +1388,17 @@ impl Driver {
         self.poll_age_ns = 0;
         self.poll_queue.clear();
         if polled && self.open_model {
-            let mut busy: Vec<(u64, usize, u32)> = self
-                .conns
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| c.as_deref().map(|c| (i, c)))
-                .filter(|(_, c)| c.state == State::Busy)
-                .map(|(i, c)| (c.t.written_ns, i, c.gen))
-                .collect();
-            busy.sort_unstable();
+            self.poll_queue.extend(
+                self.conns
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, c)| c.as_deref().map(|c| (i, c)))
+                    .filter(|(_, c)| c.state == State::Busy)
+                    .map(|(i, c)| (i, c.gen, c.t.written_ns)),
+            );
             self.poll_queue
-                .extend(busy.into_iter().map(|(w, i, g)| (i, g, w)));
+                .make_contiguous()
+                .sort_unstable_by_key(|&(i, gen, written)| (written, i, gen));
         }
         for idx in 0..self.conns.len() {
             let Some(c) = self.conns[idx].as_deref_mut() else {
