@@ -16,8 +16,7 @@ cd "$(dirname "$0")/.."
 bin=${CHOKEPOINT_BIN:-target/release/chokepoint}
 # shellcheck source=/dev/null
 source bench/nginx.sh
-out=$nginx_dir/out; cpu=$nginx_dir/cpu; bursts=$nginx_dir/bursts; log=$nginx_dir/alternate
-: >"$log"
+out=$nginx_dir/out; cpu=$nginx_dir/cpu; bursts=$nginx_dir/bursts
 nginx_switches() { awk '/^voluntary_ctxt/{print $2}' "/proc/$nginx_worker/status"; }
 for ((i = 0; i < rounds; i++)); do
   for t in wrk cp; do
@@ -33,8 +32,7 @@ for ((i = 0; i < rounds; i++)); do
     w1=$(nginx_ticks); v1=$(nginx_switches)
     bursts_stop
     read -r burst _ <"$bursts"
-    echo "$(date +%H:%M:%S) $t $rps $(cat "$cpu") $((w1 - w0)) $((v1 - v0)) $burst" >>"$log"
-    tail -n 1 "$log"
+    echo "$(date +%H:%M:%S) $t $rps $(cat "$cpu") $((w1 - w0)) $((v1 - v0)) $burst"
   done
 done | python3 -c '
 import sys, statistics as st
